@@ -1,0 +1,13 @@
+"""paddle_stdc: a PaddlePaddle model zoo for real-time semantic segmentation.
+
+Importing the package registers every model, backbone and loss into PaddleSeg's
+component managers (replacing PaddleSeg's entries of the same name), so PaddleSeg-style
+YAML configs build this project's Paddle-3-correct classes.
+"""
+
+from paddle_stdc import losses, models  # noqa: F401  (registration side effects)
+from paddle_stdc.models import create_model
+from paddle_stdc.registry import list_models
+
+__version__ = "0.1.0"
+__all__ = ["create_model", "list_models", "__version__"]
