@@ -1,0 +1,35 @@
+"""Model zoo: one module per architecture, backbones in ``backbones/``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import paddle.nn as nn
+
+from paddle_stdc.models import backbones, stdcseg  # noqa: F401  (registration)
+from paddle_stdc.registry import MODEL_VARIANTS, list_models
+
+
+def create_model(
+    name: str,
+    num_classes: int = 19,
+    pretrained: Optional[str] = None,
+    backbone_pretrained: Optional[str] = None,
+    **kwargs,
+) -> nn.Layer:
+    """Build a registered model variant (see :func:`list_models`).
+
+    Args:
+        name: variant name, e.g. ``"stdc1_seg"``.
+        num_classes: number of output classes.
+        pretrained: path or URL of whole-model weights.
+        backbone_pretrained: path or URL of ImageNet backbone weights.
+    """
+    if name not in MODEL_VARIANTS:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return MODEL_VARIANTS[name](
+        num_classes=num_classes,
+        pretrained=pretrained,
+        backbone_pretrained=backbone_pretrained,
+        **kwargs,
+    )

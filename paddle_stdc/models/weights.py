@@ -1,0 +1,68 @@
+"""Loading weights into a layer with an honest report of what matched."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
+
+import paddle
+import paddle.nn as nn
+
+from paddle_stdc.utils.download import resolve_weights
+
+logger = logging.getLogger("paddle_stdc")
+
+
+@dataclass
+class LoadReport:
+    """Which keys of a state dict were loaded, missing, unexpected or mis-shaped."""
+
+    loaded: List[str] = field(default_factory=list)
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    mismatched: List[Tuple[str, list, list]] = field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def summary(self) -> str:
+        lines = [
+            f"loaded {len(self.loaded)} tensors; missing {len(self.missing)}, "
+            f"unexpected {len(self.unexpected)}, shape-mismatched {len(self.mismatched)}"
+        ]
+        lines += [f"  missing: {k}" for k in self.missing[:20]]
+        lines += [f"  unexpected: {k}" for k in self.unexpected[:20]]
+        lines += [f"  mismatched: {k} {a} vs {b}" for k, a, b in self.mismatched[:20]]
+        return "\n".join(lines)
+
+
+def load_state(layer: nn.Layer, state: Dict[str, object], strict: bool = False) -> LoadReport:
+    """Copy matching tensors of ``state`` into ``layer``; raise on any mismatch if ``strict``."""
+    own = layer.state_dict()
+    report = LoadReport()
+    to_set = {}
+    for key, value in own.items():
+        if key not in state:
+            report.missing.append(key)
+            continue
+        src_shape = list(state[key].shape)
+        if src_shape != list(value.shape):
+            report.mismatched.append((key, src_shape, list(value.shape)))
+            continue
+        to_set[key] = state[key]
+        report.loaded.append(key)
+    report.unexpected = sorted(set(state) - set(own))
+    if strict and not report.exact:
+        raise ValueError(f"state dict does not match {type(layer).__name__}:\n{report.summary()}")
+    layer.set_state_dict(to_set)
+    return report
+
+
+def load_pretrained(layer: nn.Layer, ref: str, strict: bool = False) -> LoadReport:
+    """Load weights from a path or URL into ``layer`` and log what matched."""
+    path = resolve_weights(ref)
+    report = load_state(layer, paddle.load(str(path)), strict=strict)
+    logger.info("%s <- %s: %s", type(layer).__name__, path, report.summary())
+    return report
