@@ -99,7 +99,7 @@ class FeatureFusionModule(nn.Layer):
 
 
 def resize_to(x: paddle.Tensor, size, mode: str = "bilinear") -> paddle.Tensor:
-    """Resize (N, C, H, W) to ``size`` = (H', W'); bilinear uses align_corners=True like PaddleSeg."""
+    """Resize (N, C, H, W) to ``size`` (H, W); bilinear uses align_corners=True (PaddleSeg)."""
     if mode == "nearest":
         return F.interpolate(x, size, mode="nearest")
     return F.interpolate(x, size, mode=mode, align_corners=True)

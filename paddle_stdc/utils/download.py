@@ -70,7 +70,7 @@ def _unpack(archive: Path) -> Path:
 
 
 def resolve_weights(ref: str, timeout: float = 30.0) -> Path:
-    """Return a local ``.pdparams`` path for ``ref`` (a file, a folder with model.pdparams, or URL)."""
+    """Local ``.pdparams`` path for ``ref``: a file, a folder with model.pdparams, or a URL."""
     ref = str(ref)
     if not is_url(ref):
         path = Path(ref).expanduser()
