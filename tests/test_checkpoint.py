@@ -1,0 +1,77 @@
+"""Checkpoint layout, atomic publication, pruning and loading."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import paddle
+import pytest
+
+from paddle_stdc.engine import checkpoint as ckpt
+from paddle_stdc.engine.checkpoint import TrainState
+
+
+def _model_and_opt():
+    paddle.seed(0)
+    model = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3), paddle.nn.BatchNorm2D(4))
+    sched = paddle.optimizer.lr.PolynomialDecay(0.1, decay_steps=10)
+    opt = paddle.optimizer.Momentum(sched, momentum=0.9, parameters=model.parameters())
+    model(paddle.randn([2, 3, 8, 8])).mean().backward()
+    opt.step()
+    sched.step()
+    return model, opt
+
+
+def test_layout_and_round_trip(tmp_path):
+    model, opt = _model_and_opt()
+    path = ckpt.save_checkpoint(tmp_path, model, opt, TrainState(7, 0.5, 7))
+    assert path == tmp_path / "iter_7"
+    assert {p.name for p in path.iterdir()} >= {"model.pdparams", "model.pdopt", "train_state.json"}
+    assert json.loads((path / "train_state.json").read_text())["iteration"] == 7
+
+    model2, opt2 = _model_and_opt()
+    for p in model2.parameters():
+        p.set_value(paddle.zeros_like(p))
+    state = ckpt.load_checkpoint(path, model2, opt2)
+    assert state == TrainState(7, 0.5, 7)
+    for (k, a), b in zip(model.state_dict().items(), model2.state_dict().values()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
+    assert opt2.get_lr() == pytest.approx(opt.get_lr())
+
+
+def test_failed_save_leaves_previous_checkpoint_and_no_partial_one(tmp_path, monkeypatch):
+    model, opt = _model_and_opt()
+    ckpt.save_checkpoint(tmp_path, model, opt, TrainState(1))
+
+    def boom(obj, path, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.paddle, "save", boom)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(tmp_path, model, opt, TrainState(2))
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["iter_1"]
+    assert (tmp_path / "iter_1" / "model.pdparams").is_file()
+
+
+def test_prune_keeps_newest(tmp_path):
+    model, opt = _model_and_opt()
+    for it in (2, 4, 10, 6):
+        ckpt.save_checkpoint(tmp_path, model, opt, TrainState(it))
+    ckpt.prune_checkpoints(tmp_path, keep=2)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["iter_6", "iter_10"]
+
+
+def test_resume_from_missing_dir_is_a_clear_error(tmp_path):
+    model, opt = _model_and_opt()
+    with pytest.raises(FileNotFoundError, match="model.pdparams"):
+        ckpt.load_checkpoint(tmp_path / "iter_99", model, opt)
+
+
+def test_paddleseg_checkpoint_without_state_file_uses_folder_name(tmp_path):
+    model, opt = _model_and_opt()
+    path = tmp_path / "iter_300"
+    path.mkdir()
+    paddle.save(model.state_dict(), str(path / "model.pdparams"))
+    paddle.save(opt.state_dict(), str(path / "model.pdopt"))
+    assert ckpt.load_checkpoint(path, model, opt).iteration == 300
