@@ -5,7 +5,7 @@ Layout (as PaddleSeg's trainer)::
     save_dir/iter_N/model.pdparams      model weights (loadable by PaddleSeg's STDCSeg)
     save_dir/iter_N/model.pdopt         optimizer state, incl. the LR scheduler
     save_dir/iter_N/losses.pdparams     parameters owned by losses (only when there are any)
-    save_dir/iter_N/train_state.json    iteration, best mIoU and its iteration
+    save_dir/iter_N/train_state.json    iteration, best mIoU and its iteration, data seed
     save_dir/iter_N/param_names.json    structured parameter name -> Paddle's unique name
     save_dir/best_model/model.pdparams
 
@@ -39,6 +39,7 @@ class TrainState:
     iteration: int = 0
     best_miou: float = -1.0
     best_iter: int = -1
+    data_seed: int = 0
 
 
 def _write_dir_atomically(final: Path, write) -> None:

@@ -1,0 +1,95 @@
+"""Config loading and component building on top of PaddleSeg's ``Config`` and ``SegBuilder``.
+
+A PaddleSeg user's YAML (``_base_`` inheritance, ``--opts key=value``) works unchanged; after
+``import paddle_stdc`` the registries yield this project's models and losses. Two additions:
+``pretrained=False`` nulls every ``pretrained`` key of the model (tests, offline runs), and
+the optimizer also receives trainable loss parameters (``DetailAggregateLoss.fuse_kernel``).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, List, Optional, Sequence
+
+import paddle
+import paddle.nn as nn
+from paddleseg.cvlibs import Config, SegBuilder
+
+import paddle_stdc  # noqa: F401  (registers our components before anything is built)
+
+
+def _null_pretrained(cfg: Any) -> Any:
+    if isinstance(cfg, dict):
+        return {k: (None if k == "pretrained" else _null_pretrained(v)) for k, v in cfg.items()}
+    if isinstance(cfg, list):
+        return [_null_pretrained(v) for v in cfg]
+    return cfg
+
+
+def load_config(
+    path: str,
+    opts: Optional[Sequence[str]] = None,
+    learning_rate: Optional[float] = None,
+    batch_size: Optional[int] = None,
+    iters: Optional[int] = None,
+    pretrained: bool = True,
+) -> Config:
+    """Parse a YAML config (with ``_base_``) and apply command-line overrides.
+
+    Args:
+        path: the YAML file.
+        opts: ``key.sub=value`` overrides, as PaddleSeg's ``--opts``.
+        learning_rate / batch_size / iters: overrides of the matching top-level keys.
+        pretrained: False sets every ``pretrained`` under ``model`` to None.
+    """
+    cfg = Config(
+        path,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        iters=iters,
+        opts=list(opts) if opts else None,
+    )
+    if not pretrained and "model" in cfg.dic:
+        cfg.dic["model"] = _null_pretrained(cfg.dic["model"])
+    return cfg
+
+
+class TrainableBundle(nn.Layer):
+    """The model plus every loss that owns parameters, so one optimizer trains them all."""
+
+    def __init__(self, model: nn.Layer, losses: List[nn.Layer]) -> None:
+        super().__init__()
+        self.model = model
+        self.losses = nn.LayerList([loss for loss in losses if loss.parameters()])
+
+
+class Builder(SegBuilder):
+    """PaddleSeg's ``SegBuilder`` whose optimizer also covers trainable loss parameters."""
+
+    @classmethod
+    def show_msg(cls, name: str, cfg: Dict[str, Any]) -> None:
+        """Quiet: the tools print the merged config once instead of once per component."""
+
+    @property
+    def trainable(self) -> TrainableBundle:
+        if not hasattr(self, "_trainable"):
+            self._trainable = TrainableBundle(self.model, self.loss["types"])
+        return self._trainable
+
+    @property
+    def optimizer(self) -> paddle.optimizer.Optimizer:
+        if not hasattr(self, "_optimizer"):
+            opt_cfg = copy.deepcopy(self.config.optimizer_cfg)
+            if not opt_cfg:
+                raise KeyError("the config has no `optimizer` section")
+            opt_type = {"sgd": "SGD", "adam": "Adam"}.get(opt_cfg["type"], opt_cfg["type"])
+            if opt_type == "SGD" and "momentum" in opt_cfg:
+                opt_type = "Momentum"  # PaddleSeg's convention: SGD + momentum -> Momentum
+            opt_cfg["type"] = opt_type
+            factory = self.build_component(opt_cfg)
+            self._optimizer = factory(self.trainable, self.lr_scheduler)
+        return self._optimizer
+
+    def test_config(self) -> Dict[str, Any]:
+        """The config's ``test_config`` section (evaluation options), or {}."""
+        return dict(self.config.dic.get("test_config", {}) or {})

@@ -1,0 +1,284 @@
+"""The training loop, in small pieces, with PaddleSeg's trainer contract.
+
+Contract kept from PaddleSeg 2.8: config keys, ``save_dir/iter_N/{model.pdparams,model.pdopt}``,
+``best_model/``, ``keep_checkpoint_max``, VisualDL tags (``Train/loss``, ``Train/loss_<i>``,
+``Train/lr``, ``Train/batch_cost``, ``Train/reader_cost``, ``Evaluate/mIoU``, ``Evaluate/Acc``)
+and the ``[TRAIN]`` log line. Differences: it runs on Paddle 3, trains loss-owned parameters,
+writes checkpoints atomically, resumes the data order exactly, and stops on a NaN/Inf loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from paddle_stdc.engine.checkpoint import (
+    TrainState,
+    load_checkpoint,
+    prune_checkpoints,
+    save_best_model,
+    save_checkpoint,
+)
+from paddle_stdc.engine.config import Builder
+from paddle_stdc.engine.evaluator import EvalResult, evaluate
+from paddle_stdc.engine.logging import ProgressMeter, VisualDLWriter
+from paddle_stdc.engine.runtime import AmpSettings, dist_info
+
+logger = logging.getLogger("paddle_stdc")
+
+
+@dataclass
+class TrainOptions:
+    """Run options (the CLI flags of ``tools/train.py``); model/data/optimizer come from YAML."""
+
+    save_dir: str = "output"
+    save_interval: int = 1000
+    log_iters: int = 10
+    num_workers: int = 0
+    do_eval: bool = False
+    use_vdl: bool = False
+    resume_model: Optional[str] = None
+    keep_checkpoint_max: int = 5
+    seed: Optional[int] = None
+    precision: str = "fp32"
+    amp_level: str = "O1"
+    num_vis: int = 3
+    eval_kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    state: TrainState
+    last_eval: Optional[EvalResult]
+    save_dir: Path
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and Paddle RNGs."""
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
+class SeededDataset(paddle.io.Dataset):
+    """Makes each sample's augmentation a pure function of (seed, epoch, index).
+
+    The sampler passes "virtual" indices ``epoch * len(dataset) + index``; before loading a
+    sample the global Python/NumPy RNGs (which PaddleSeg's transforms use) are seeded from
+    the seed and that virtual index. Augmentations then do not depend on loader workers,
+    prefetching or where a run was resumed.
+    """
+
+    def __init__(self, dataset: paddle.io.Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, virtual_index: int):
+        sample_seed = (self.seed * 1_000_003 + int(virtual_index)) % 2**32
+        np.random.seed(sample_seed)
+        random.seed(sample_seed)
+        return self.dataset[int(virtual_index) % len(self.dataset)]
+
+
+class ResumableBatchSampler(paddle.io.BatchSampler):
+    """An endless stream of batches of a ``DistributedBatchSampler`` that can start mid-epoch.
+
+    Epoch ``e`` is shuffled with the sampler's own epoch seed, so the order of batches
+    depends only on the global step; resuming at step ``s`` skips the first ``s`` batches
+    without loading them. Yields virtual indices for :class:`SeededDataset`.
+    """
+
+    def __init__(self, dataset: paddle.io.Dataset, batch_size: int, start_step: int = 0) -> None:
+        self.inner = paddle.io.DistributedBatchSampler(
+            dataset, batch_size=batch_size, shuffle=True, drop_last=True
+        )
+        self.num_samples = len(dataset)
+        self.steps_per_epoch = len(self.inner)
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"the training set has {len(dataset)} samples, fewer than one batch "
+                f"({batch_size} per process x {dist_info().world_size} processes)"
+            )
+        self.start_step = start_step
+
+    def __iter__(self) -> Iterator[List[int]]:
+        epoch, skip = divmod(self.start_step, self.steps_per_epoch)
+        while True:
+            self.inner.set_epoch(epoch)
+            offset = epoch * self.num_samples
+            for k, batch in enumerate(self.inner):
+                if k >= skip:
+                    yield [offset + i for i in batch]
+            epoch, skip = epoch + 1, 0
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+
+def build_train_loader(
+    dataset: paddle.io.Dataset,
+    batch_size: int,
+    num_workers: int,
+    start_step: int = 0,
+    seed: int = 0,
+) -> paddle.io.DataLoader:
+    """A DataLoader yielding batches forever from global step ``start_step`` on."""
+    sampler = ResumableBatchSampler(dataset, batch_size, start_step)
+    return paddle.io.DataLoader(
+        SeededDataset(dataset, seed),
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        return_list=True,
+    )
+
+
+def output_names(model: nn.Layer, count: int) -> List[str]:
+    names = getattr(model, "train_output_names", None)
+    return list(names) if names is not None else [f"output_{i}" for i in range(count)]
+
+
+def compute_losses(
+    outputs: Sequence[paddle.Tensor], label: paddle.Tensor, losses: Dict[str, list], model=None
+) -> List[paddle.Tensor]:
+    """One weighted loss per training output: ``coef[i] * types[i](outputs[i], label)``."""
+    types, coefs = losses["types"], losses["coef"]
+    if len(outputs) != len(types) or len(coefs) != len(types):
+        names = output_names(model, len(outputs)) if model is not None else []
+        raise ValueError(
+            f"the model returns {len(outputs)} training outputs {names} but the config's "
+            f"`loss.types` has {len(types)} entries and `loss.coef` {len(coefs)}; give one "
+            "loss and one coefficient per output"
+        )
+    return [coef * loss_fn(out, label) for out, loss_fn, coef in zip(outputs, types, coefs)]
+
+
+def train_step(
+    model: nn.Layer,
+    losses: Dict[str, list],
+    optimizer: paddle.optimizer.Optimizer,
+    images: paddle.Tensor,
+    labels: paddle.Tensor,
+    amp: AmpSettings,
+) -> List[paddle.Tensor]:
+    """Forward, backward and one optimizer update; returns the detached per-output losses."""
+    with amp.autocast():
+        outputs = model(images)
+        loss_list = compute_losses(outputs, labels, losses, getattr(model, "_layers", model))
+        total = paddle.add_n(loss_list)
+    if amp.scaler is not None:
+        scaled = amp.scaler.scale(total)
+        scaled.backward()
+        amp.scaler.minimize(optimizer, scaled)
+    else:
+        total.backward()
+        optimizer.step()
+    optimizer.clear_grad()
+    return [loss.detach() for loss in loss_list]
+
+
+def _lr_step(optimizer: paddle.optimizer.Optimizer) -> None:
+    sched = optimizer._learning_rate
+    if isinstance(sched, paddle.optimizer.lr.LRScheduler):
+        sched.step()
+
+
+def _evaluate_and_log(model, val_dataset, options, state, writer, it) -> EvalResult:
+    result = evaluate(
+        model,
+        val_dataset,
+        num_workers=min(options.num_workers, 1),
+        num_vis=options.num_vis,
+        precision=options.precision,
+        **options.eval_kwargs,
+    )
+    model.train()
+    writer.scalar("Evaluate/mIoU", result.miou, it)
+    writer.scalar("Evaluate/Acc", result.acc, it)
+    writer.eval_images(result, val_dataset, it)
+    return result
+
+
+def train(builder: Builder, options: TrainOptions) -> TrainResult:
+    """Train ``builder``'s model on its train dataset for ``builder.config.iters`` steps."""
+    info = dist_info()
+    if options.seed is not None:
+        set_seed(options.seed + info.rank)
+    save_dir = Path(options.save_dir)
+    model = builder.model
+    amp = AmpSettings.create(options.precision, options.amp_level)
+    model = info.prepare_model(model)  # SyncBN + DataParallel when running multi-process
+    losses = builder.loss
+    optimizer = builder.optimizer
+    trainable_losses = builder.trainable.losses
+    iters, batch_size = builder.config.iters, builder.config.batch_size
+
+    seed = options.seed if options.seed is not None else random.randrange(2**31)
+    state = TrainState(data_seed=seed)
+    if options.resume_model:
+        state = load_checkpoint(options.resume_model, builder.model, optimizer, trainable_losses)
+        logger.info("Resumed from %s at iteration %d", options.resume_model, state.iteration)
+
+    val_dataset = builder.val_dataset if options.do_eval else None
+    loader = build_train_loader(
+        builder.train_dataset, batch_size, options.num_workers, state.iteration, state.data_seed
+    )
+    writer = VisualDLWriter(save_dir, enabled=options.use_vdl and info.is_main)
+    meter = ProgressMeter(iters, batch_size, steps_per_epoch=len(loader.batch_sampler))
+    last_eval = None
+    model.train()
+    tic = time.time()
+    for it, data in zip(range(state.iteration + 1, iters + 1), loader):
+        meter.reader_done(time.time() - tic)
+        labels = data["label"].astype("int64")
+        loss_list = train_step(model, losses, optimizer, data["img"], labels, amp)
+        lr = optimizer.get_lr()
+        _lr_step(optimizer)
+        values = [float(v) for v in loss_list]
+        if not all(math.isfinite(v) for v in values):
+            raise FloatingPointError(
+                f"loss became {values} at iteration {it}; stopped without saving. The last "
+                f"good checkpoint is the newest iter_N under {save_dir}."
+            )
+        state.iteration = it
+        meter.step_done(time.time() - tic, values, lr)
+        if it % options.log_iters == 0 and info.is_main:
+            writer.train_scalars(meter.flush(it), it)
+        if it % options.save_interval == 0 or it == iters:
+            if val_dataset is not None:
+                last_eval = _evaluate_and_log(model, val_dataset, options, state, writer, it)
+            if info.is_main:
+                _checkpoint(save_dir, builder, optimizer, state, last_eval, options)
+        tic = time.time()
+    writer.close()
+    return TrainResult(state=state, last_eval=last_eval, save_dir=save_dir)
+
+
+def _checkpoint(save_dir, builder, optimizer, state, result, options) -> None:
+    if result is not None and result.miou > state.best_miou:
+        state.best_miou, state.best_iter = float(result.miou), state.iteration
+        save_best_model(save_dir, builder.model)
+    save_checkpoint(
+        save_dir,
+        builder.model,
+        optimizer,
+        state,
+        builder.trainable.losses,
+    )
+    prune_checkpoints(save_dir, options.keep_checkpoint_max)
+    if result is not None:
+        logger.info(
+            "[EVAL] The model with the best validation mIoU (%.4f) was saved at iter %d.",
+            state.best_miou,
+            state.best_iter,
+        )
