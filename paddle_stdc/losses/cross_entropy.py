@@ -66,11 +66,12 @@ class CrossEntropyLoss(nn.Layer):
             F.log_softmax(logit, axis=1), safe_label.unsqueeze(1), axis=1
         ).squeeze(1)
         mask = valid.astype("float32")
-        coef = mask if self.weight is None else mask * paddle.gather(self.weight, safe_label)
-        loss = nll * coef
         denom_mask = mask if self.avg_non_ignore else paddle.ones_like(mask)
         if self.weight is not None:
-            denom_mask = denom_mask * paddle.gather(self.weight, safe_label)
+            pixel_weight = paddle.gather(self.weight, safe_label.reshape([-1]))
+            pixel_weight = pixel_weight.reshape(safe_label.shape)
+            mask, denom_mask = mask * pixel_weight, denom_mask * pixel_weight
+        loss = nll * mask
         if self.top_k_percent_pixels < 1.0:
             flat = loss.reshape([-1])
             k = max(1, int(self.top_k_percent_pixels * flat.shape[0]))
