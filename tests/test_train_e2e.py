@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 import pytest
+from visualdl import LogReader
 
 from paddle_stdc.engine.config import Builder, load_config
 from paddle_stdc.engine.evaluator import evaluate
@@ -74,7 +75,12 @@ def test_train_resume_evaluate_predict(tiny_config, tmp_path, synthetic_root):
         names = {p.name for p in (full_dir / f"iter_{it}").iterdir()}
         assert {"model.pdparams", "model.pdopt", "losses.pdparams"} <= names
     assert (full_dir / "best_model" / "model.pdparams").is_file()
-    assert list(full_dir.glob("vdlrecords.*.log"))
+    (log_file,) = full_dir.glob("vdlrecords.*.log")
+    tags = LogReader(file_path=str(log_file)).get_tags()
+    expected_scalars = {"Train/loss", "Train/lr", "Train/batch_cost", "Train/reader_cost"}
+    expected_scalars |= {f"Train/loss_{i}" for i in range(4)} | {"Evaluate/mIoU", "Evaluate/Acc"}
+    assert expected_scalars <= set(tags["scalar"])
+    assert {"Evaluate/prediction_0", "Evaluate/prediction_1"} <= set(tags["image"])
     assert result.last_eval is not None and 0.0 <= result.last_eval.miou <= 1.0
     # DetailAggregateLoss.fuse_kernel is saved with the checkpoint.
     loss_state = paddle.load(str(full_dir / "iter_4" / "losses.pdparams"))
