@@ -47,3 +47,10 @@ def test_archive_and_folder_are_resolved(tmp_path):
     other = paddle.nn.Linear(2, 3)
     report = load_pretrained(other, str(archive), strict=True)
     assert report.exact and len(report.loaded) == 2
+
+
+def test_weights_of_another_model_are_rejected(tmp_path):
+    path = tmp_path / "other.pdparams"
+    paddle.save(paddle.nn.Conv2D(1, 1, 1).state_dict(), str(path))
+    with pytest.raises(ValueError, match="none of the 2 tensors"):
+        load_pretrained(paddle.nn.Linear(2, 3), str(path))

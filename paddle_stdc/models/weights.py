@@ -63,6 +63,15 @@ def load_state(layer: nn.Layer, state: Dict[str, object], strict: bool = False) 
 def load_pretrained(layer: nn.Layer, ref: str, strict: bool = False) -> LoadReport:
     """Load weights from a path or URL into ``layer`` and log what matched."""
     path = resolve_weights(ref)
-    report = load_state(layer, paddle.load(str(path)), strict=strict)
+    state = paddle.load(str(path))
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a state dict (got {type(state).__name__})")
+    report = load_state(layer, state, strict=strict)
+    if not report.loaded:
+        raise ValueError(
+            f"none of the {len(state)} tensors in {path} match {type(layer).__name__} "
+            f"(e.g. file key {next(iter(state), None)!r} vs model key "
+            f"{next(iter(layer.state_dict()), None)!r}); is it the weights of another model?"
+        )
     logger.info("%s <- %s: %s", type(layer).__name__, path, report.summary())
     return report
