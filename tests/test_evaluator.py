@@ -10,7 +10,7 @@ from paddleseg.datasets import Dataset as PaddleSegDataset
 from paddleseg.transforms import Normalize, Padding
 
 from paddle_stdc.engine.evaluator import evaluate
-from paddle_stdc.engine.inference import aug_logits, infer_logits, reverse_transform
+from paddle_stdc.engine.inference import EvalProtocol, aug_logits, infer_logits, reverse_transform
 
 K = 4
 
@@ -81,9 +81,13 @@ def test_slide_equals_plain_for_a_pixelwise_model():
     x = paddle.to_tensor(np.random.RandomState(0).randint(0, K, (1, 3, 12, 17)).astype("float32"))
     model = PixelModel()
     plain = infer_logits(model, x)
-    slide = infer_logits(model, x, is_slide=True, crop_size=(8, 5), stride=(5, 4))
+    slide = infer_logits(
+        model, x, None, EvalProtocol(is_slide=True, crop_size=(8, 5), stride=(5, 4))
+    )
     np.testing.assert_allclose(slide.numpy(), plain.numpy(), atol=1e-6)
-    big = infer_logits(model, x, is_slide=True, crop_size=(64, 64), stride=(32, 32))
+    big = infer_logits(
+        model, x, None, EvalProtocol(is_slide=True, crop_size=(64, 64), stride=(32, 32))
+    )
     np.testing.assert_allclose(big.numpy(), plain.numpy(), atol=1e-6)
 
 
@@ -92,18 +96,23 @@ def test_flip_averages_the_flipped_prediction():
     model = PixelModel(ramp=2.0)
     plain = model(x)[0].numpy()
     flipped = model(paddle.flip(x, [3]))[0].numpy()[..., ::-1]
-    got = aug_logits(model, x, flip_horizontal=True).numpy()
+    got = aug_logits(model, x, EvalProtocol(aug_eval=True, flip_horizontal=True)).numpy()
     np.testing.assert_allclose(got, (plain + flipped) / 2, atol=1e-6)
 
 
 def test_seg50_runs_the_model_at_half_size_and_returns_label_size():
     model = PixelModel()
     x = paddle.zeros([1, 3, 64, 128])
-    logits = infer_logits(model, x, eval_scale=0.5)
+    logits = infer_logits(model, x, None, EvalProtocol(eval_scale=0.5))
     assert model.seen_shapes[-1] == [1, 3, 32, 64]
     assert list(logits.shape) == [1, K, 64, 128]
     result = evaluate(PixelModel(), ArrayDataset(_labels(h=32, w=32)), eval_scale=0.75)
     assert result.protocol.startswith("Seg75")
+
+
+def test_unknown_protocol_option_is_named():
+    with pytest.raises(KeyError, match="flip_horizonal"):
+        evaluate(PixelModel(), ArrayDataset(_labels()), flip_horizonal=True)
 
 
 def test_reverse_transform_crops_padding_and_undoes_resize():

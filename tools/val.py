@@ -10,46 +10,34 @@ from __future__ import annotations
 import argparse
 import logging
 
+from paddle_stdc.engine.cli import add_trained_model_args, eval_kwargs, load_trained
 from paddle_stdc.engine.evaluator import evaluate
-
-from paddle_stdc.engine.cli import (
-    add_common_args,
-    add_eval_args,
-    eval_kwargs,
-    opts_list,
-    set_device,
-    setup_logging,
-)
-from paddle_stdc.engine.config import Builder, load_config
-from paddle_stdc.models.weights import load_pretrained
+from paddle_stdc.utils.visualize import CITYSCAPES_CLASSES
 
 logger = logging.getLogger("paddle_stdc")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    add_common_args(p)
-    p.add_argument("--model_path", required=True, help="model.pdparams (path or URL)")
+    add_trained_model_args(p)
     p.add_argument("--num_workers", type=int, default=0)
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
-    add_eval_args(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    setup_logging()
-    set_device(args.device)
-    builder = Builder(load_config(args.config, opts=opts_list(args.opts), pretrained=False))
-    load_pretrained(builder.model, args.model_path, strict=True)
-    kwargs = eval_kwargs(args, builder.test_config())
+    builder = load_trained(args)
+    dataset = builder.val_dataset
     result = evaluate(
         builder.model,
-        builder.val_dataset,
+        dataset,
         num_workers=args.num_workers,
         precision=args.precision,
-        **kwargs,
+        **eval_kwargs(args, builder.test_config()),
     )
+    names = CITYSCAPES_CLASSES if type(dataset).__name__ == "Cityscapes" else None
+    logger.info("[EVAL] Class IoU:\n%s", result.metrics.format_table(names))
     logger.info("[EVAL] %s", result.summary())
 
 

@@ -35,6 +35,28 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_trained_model_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of tools that run a trained model: common ones, --model_path, evaluation."""
+    add_common_args(parser)
+    parser.add_argument("--model_path", required=True, help="model.pdparams (path or URL)")
+    add_eval_args(parser)
+
+
+def load_trained(args: argparse.Namespace):
+    """Set up logging and device, build the config's model and load ``--model_path`` strictly.
+
+    Returns the :class:`~paddle_stdc.engine.config.Builder` (model, val dataset, transforms).
+    """
+    from paddle_stdc.engine.config import Builder, load_config
+    from paddle_stdc.models.weights import load_pretrained
+
+    setup_logging()
+    set_device(args.device)
+    builder = Builder(load_config(args.config, opts=opts_list(args.opts), pretrained=False))
+    load_pretrained(builder.model, args.model_path, strict=True)
+    return builder
+
+
 def add_eval_args(parser: argparse.ArgumentParser) -> None:
     """PaddleSeg's evaluation flags plus --eval_scale for the paper's Seg50/Seg75 protocol."""
     parser.add_argument("--aug_eval", action="store_true", help="multi-scale and/or flip")

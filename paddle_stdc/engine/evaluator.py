@@ -11,13 +11,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 
-from paddle_stdc.engine.inference import describe_protocol, infer_logits
+from paddle_stdc.engine.inference import EvalProtocol, infer_logits
 from paddle_stdc.engine.logging import format_eta
 from paddle_stdc.engine.metrics import SegMetrics, confusion_matrix
 from paddle_stdc.engine.runtime import on_gpu
@@ -89,33 +89,26 @@ def evaluate(
     *,
     num_classes: Optional[int] = None,
     ignore_index: Optional[int] = None,
-    eval_scale: float = 1.0,
-    aug_eval: bool = False,
-    scales: Union[float, Sequence[float]] = 1.0,
-    flip_horizontal: bool = False,
-    flip_vertical: bool = False,
-    is_slide: bool = False,
-    crop_size: Optional[Sequence[int]] = None,
-    stride: Optional[Sequence[int]] = None,
     precision: str = "fp32",
     num_workers: int = 0,
     num_vis: int = 0,
     print_detail: bool = True,
+    **protocol_options: Any,
 ) -> EvalResult:
-    """Evaluate ``model`` on ``dataset``; see :func:`infer_logits` for the protocol options."""
+    """Evaluate ``model`` on ``dataset``.
+
+    ``protocol_options`` are the fields of :class:`EvalProtocol` (PaddleSeg's ``test_config``
+    keys: ``aug_eval``, ``scales``, ``flip_horizontal``, ``is_slide`` ..., plus ``eval_scale``).
+    """
     num_classes = num_classes if num_classes is not None else dataset.num_classes
     ignore_index = ignore_index if ignore_index is not None else dataset.ignore_index
-    options = dict(
-        eval_scale=eval_scale, aug_eval=aug_eval, scales=scales, flip_horizontal=flip_horizontal,
-        flip_vertical=flip_vertical, is_slide=is_slide, crop_size=crop_size, stride=stride,
-    )  # fmt: skip
-    protocol = describe_protocol(**options)
+    protocol = EvalProtocol.from_dict(protocol_options)
     loader = _shard_loader(dataset, num_workers)
     total = len(loader)
     if precision != "fp32" and not on_gpu():
         logger.warning("precision=%s has no effect on CPU; evaluating in fp32", precision)
     if print_detail:
-        logger.info("Start evaluating (%d samples, %s)...", len(dataset), protocol)
+        logger.info("Start evaluating (%d samples, %s)...", len(dataset), protocol.describe())
 
     was_training = model.training
     model.eval()
@@ -126,7 +119,7 @@ def evaluate(
         with paddle.no_grad():
             for idx, data in enumerate(loader):
                 with _autocast(precision):
-                    logits = infer_logits(model, data["img"], data.get("trans_info"), **options)
+                    logits = infer_logits(model, data["img"], data.get("trans_info"), protocol)
                 pred = paddle.argmax(logits, axis=1).numpy()[0]
                 label = data["label"].numpy().reshape(pred.shape)
                 cm += confusion_matrix(pred, label, num_classes, ignore_index)
@@ -143,7 +136,7 @@ def evaluate(
         if was_training:
             model.train()
     cm, count = _all_reduce(cm, count)
-    result = EvalResult(SegMetrics.from_confusion(cm), cm, count, protocol, samples)
+    result = EvalResult(SegMetrics.from_confusion(cm), cm, count, protocol.describe(), samples)
     if print_detail:
         logger.info("[EVAL] %s", result.summary())
     return result

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import collections.abc
 import math
-from typing import Any, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, fields
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import paddle
 import paddle.nn as nn
@@ -54,44 +55,83 @@ def _flip(x: paddle.Tensor, horizontal: bool, vertical: bool) -> paddle.Tensor:
     return paddle.flip(x, axes) if axes else x
 
 
-def _logits(model, x, is_slide, crop_size, stride) -> paddle.Tensor:
-    if is_slide:
-        if crop_size is None or stride is None:
+@dataclass(frozen=True)
+class EvalProtocol:
+    """How logits are produced: input scale (Seg50/75), multi-scale/flip, sliding window.
+
+    Field names are PaddleSeg's ``test_config`` keys plus ``eval_scale``.
+    """
+
+    eval_scale: float = 1.0
+    aug_eval: bool = False
+    scales: Union[float, Sequence[float]] = 1.0
+    flip_horizontal: bool = False
+    flip_vertical: bool = False
+    is_slide: bool = False
+    crop_size: Optional[Sequence[int]] = None
+    stride: Optional[Sequence[int]] = None
+
+    @classmethod
+    def from_dict(cls, options: Dict[str, Any]) -> EvalProtocol:
+        """Build from a ``test_config``-style dict; unknown keys are an error naming them."""
+        unknown = set(options) - {f.name for f in fields(cls)}
+        if unknown:
+            raise KeyError(
+                f"unknown evaluation option(s) {sorted(unknown)}; valid test_config keys: "
+                f"{[f.name for f in fields(cls)]}"
+            )
+        return cls(**options)
+
+    def scale_list(self) -> List[float]:
+        return [self.scales] if isinstance(self.scales, (int, float)) else list(self.scales)
+
+    def flips(self) -> List[Tuple[bool, bool]]:
+        """(horizontal, vertical) flip combinations, the identity first."""
+        combos = [(False, False)]
+        if self.aug_eval and self.flip_horizontal:
+            combos.append((True, False))
+        if self.aug_eval and self.flip_vertical:
+            combos.append((False, True))
+            if self.flip_horizontal:
+                combos.append((True, True))
+        return combos
+
+    def describe(self) -> str:
+        """A label for reported numbers, e.g. 'full resolution', 'Seg50 (0.5x input), flip'."""
+        names = {0.5: "Seg50 (0.5x input)", 0.75: "Seg75 (0.75x input)"}
+        scale = self.eval_scale
+        parts = ["full resolution" if scale == 1.0 else names.get(scale, f"{scale}x input")]
+        if self.aug_eval and len(self.scale_list()) > 1:
+            parts.append(f"multi-scale {self.scale_list()}")
+        if len(self.flips()) > 1:
+            parts.append("flip")
+        if self.is_slide:
+            parts.append(f"sliding window {list(self.crop_size)}/{list(self.stride)}")
+        return ", ".join(parts)
+
+
+def _logits(model: nn.Layer, x: paddle.Tensor, protocol: EvalProtocol) -> paddle.Tensor:
+    if protocol.is_slide:
+        if protocol.crop_size is None or protocol.stride is None:
             raise ValueError("sliding-window inference needs crop_size and stride")
-        return slide_logits(model, x, crop_size, stride)
+        return slide_logits(model, x, protocol.crop_size, protocol.stride)
     return model_logits(model, x).astype("float32")
 
 
-def aug_logits(
-    model: nn.Layer,
-    x: paddle.Tensor,
-    scales: Union[float, Sequence[float]] = 1.0,
-    flip_horizontal: bool = False,
-    flip_vertical: bool = False,
-    is_slide: bool = False,
-    crop_size: Optional[Sequence[int]] = None,
-    stride: Optional[Sequence[int]] = None,
-) -> paddle.Tensor:
-    """Mean logits over scales x flips, each resized back to the input size."""
-    scales = [scales] if isinstance(scales, (int, float)) else list(scales)
-    flips = [(False, False)]
-    if flip_horizontal:
-        flips.append((True, False))
-    if flip_vertical:
-        flips.append((False, True))
-        if flip_horizontal:
-            flips.append((True, True))
+def aug_logits(model: nn.Layer, x: paddle.Tensor, protocol: EvalProtocol) -> paddle.Tensor:
+    """Mean logits over the protocol's scales x flips, each resized back to the input size."""
     h, w = x.shape[2:]
-    total = None
-    for scale in scales:
+    total, count = None, 0
+    for scale in protocol.scale_list():
         size = [int(h * scale + 0.5), int(w * scale + 0.5)]
         xs = x if size == [h, w] else F.interpolate(x, size, mode="bilinear")
-        for fh, fv in flips:
-            logit = _flip(_logits(model, _flip(xs, fh, fv), is_slide, crop_size, stride), fh, fv)
+        for fh, fv in protocol.flips():
+            logit = _flip(_logits(model, _flip(xs, fh, fv), protocol), fh, fv)
             if list(logit.shape[2:]) != [h, w]:
                 logit = F.interpolate(logit, [h, w], mode="bilinear")
             total = logit if total is None else total + logit
-    return total / (len(scales) * len(flips))
+            count += 1
+    return total / count
 
 
 def _as_int(v: Any) -> int:
@@ -126,56 +166,22 @@ def infer_logits(
     model: nn.Layer,
     x: paddle.Tensor,
     trans_info: Any = None,
-    *,
-    eval_scale: float = 1.0,
-    aug_eval: bool = False,
-    scales: Union[float, Sequence[float]] = 1.0,
-    flip_horizontal: bool = False,
-    flip_vertical: bool = False,
-    is_slide: bool = False,
-    crop_size: Optional[Sequence[int]] = None,
-    stride: Optional[Sequence[int]] = None,
+    protocol: Optional[EvalProtocol] = None,
 ) -> paddle.Tensor:
-    """Logits (N, K, H0, W0) at the original image resolution, under any evaluation protocol.
+    """Logits (N, K, H0, W0) at the original image resolution, under ``protocol``.
 
-    ``eval_scale`` < 1 resizes the input first (the paper's Seg50/Seg75) and the logits back
+    ``eval_scale`` != 1 resizes the input first (the paper's Seg50/Seg75) and the logits back
     to the input size before val transforms are undone.
     """
-    size: Tuple[int, int] = tuple(x.shape[2:])
-    if eval_scale != 1.0:
-        scaled = [max(1, int(size[0] * eval_scale + 0.5)), max(1, int(size[1] * eval_scale + 0.5))]
+    protocol = protocol or EvalProtocol()
+    size = list(x.shape[2:])
+    if protocol.eval_scale != 1.0:
+        scaled = [max(1, int(d * protocol.eval_scale + 0.5)) for d in size]
         x = F.interpolate(x, scaled, mode="bilinear", align_corners=True)
-    if aug_eval:
-        logit = aug_logits(
-            model, x, scales, flip_horizontal, flip_vertical, is_slide, crop_size, stride
-        )
+    if protocol.aug_eval:
+        logit = aug_logits(model, x, protocol)
     else:
-        logit = _logits(model, x, is_slide, crop_size, stride)
-    if list(logit.shape[2:]) != list(size):
-        logit = F.interpolate(logit, list(size), mode="bilinear", align_corners=True)
+        logit = _logits(model, x, protocol)
+    if list(logit.shape[2:]) != size:
+        logit = F.interpolate(logit, size, mode="bilinear", align_corners=True)
     return reverse_transform(logit, trans_info)
-
-
-def describe_protocol(
-    eval_scale: float = 1.0,
-    aug_eval: bool = False,
-    scales: Union[float, Sequence[float]] = 1.0,
-    flip_horizontal: bool = False,
-    flip_vertical: bool = False,
-    is_slide: bool = False,
-    **_: Any,
-) -> str:
-    """A label for reported numbers, e.g. 'full resolution', 'Seg50 (0.5x input), flip'."""
-    names = {0.5: "Seg50 (0.5x input)", 0.75: "Seg75 (0.75x input)"}
-    parts = [
-        "full resolution" if eval_scale == 1.0 else names.get(eval_scale, f"{eval_scale}x input")
-    ]
-    if aug_eval:
-        n_scales = 1 if isinstance(scales, (int, float)) else len(scales)
-        if n_scales > 1:
-            parts.append(f"multi-scale {list(scales)}")
-        if flip_horizontal or flip_vertical:
-            parts.append("flip")
-    if is_slide:
-        parts.append("sliding window")
-    return ", ".join(parts)

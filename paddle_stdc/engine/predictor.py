@@ -19,7 +19,7 @@ import paddle.nn as nn
 from paddleseg.transforms import Compose
 from PIL import Image
 
-from paddle_stdc.engine.inference import infer_logits
+from paddle_stdc.engine.inference import EvalProtocol, infer_logits
 from paddle_stdc.utils.visualize import colorize, overlay
 
 logger = logging.getLogger("paddle_stdc")
@@ -41,7 +41,7 @@ def list_images(path: str | Path) -> List[Path]:
 
 
 def predict_mask(
-    model: nn.Layer, transforms: Compose, image_path: Path, **infer_kwargs
+    model: nn.Layer, transforms: Compose, image_path: Path, protocol: Optional[EvalProtocol] = None
 ) -> np.ndarray:
     """Class-id mask (H, W) uint8 of one image at its original resolution."""
     image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
@@ -50,7 +50,7 @@ def predict_mask(
     data = transforms({"img": image.astype(np.float32), "trans_info": []})
     x = paddle.to_tensor(data["img"][np.newaxis])
     with paddle.no_grad():
-        logits = infer_logits(model, x, data.get("trans_info"), **infer_kwargs)
+        logits = infer_logits(model, x, data.get("trans_info"), protocol)
     return paddle.argmax(logits, axis=1)[0].numpy().astype(np.uint8)
 
 
@@ -77,7 +77,7 @@ def predict(
     save_dir: str | Path,
     palette: np.ndarray,
     image_root: Optional[Path] = None,
-    **infer_kwargs,
+    protocol: Optional[EvalProtocol] = None,
 ) -> List[Path]:
     """Predict every image and write its masks under ``save_dir``; returns the PNG paths."""
     model.eval()
@@ -86,7 +86,7 @@ def predict(
     written = []
     for path in image_paths:
         rel = str(path.relative_to(image_root)) if image_root else path.name
-        mask = predict_mask(model, compose, path, **infer_kwargs)
+        mask = predict_mask(model, compose, path, protocol)
         save_prediction(mask, path, save_dir, palette, rel)
         written.append(save_dir / "pseudo_color_prediction" / Path(rel).with_suffix(".png"))
     logger.info("Predicted %d images; results in %s", len(written), save_dir)
