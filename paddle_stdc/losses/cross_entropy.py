@@ -11,9 +11,8 @@ from typing import Optional, Sequence
 
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
-from paddle_stdc.losses._common import as_label, check_spatial
+from paddle_stdc.losses._common import as_label, check_spatial, pixel_nll
 from paddle_stdc.registry import register_loss
 
 _EPS = 1e-8
@@ -61,10 +60,7 @@ class CrossEntropyLoss(nn.Layer):
             )
         valid = label != self.ignore_index
         safe_label = paddle.where(valid, label, paddle.zeros_like(label))
-        logit = logit.astype("float32")
-        nll = -paddle.take_along_axis(
-            F.log_softmax(logit, axis=1), safe_label.unsqueeze(1), axis=1
-        ).squeeze(1)
+        nll = pixel_nll(logit, label, self.ignore_index)
         mask = valid.astype("float32")
         denom_mask = mask if self.avg_non_ignore else paddle.ones_like(mask)
         if self.weight is not None:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
-from paddle_stdc.losses._common import as_label, check_spatial
+from paddle_stdc.losses._common import as_label, check_spatial, pixel_nll
 from paddle_stdc.registry import register_loss
 
 _EPS = 1e-5
@@ -54,14 +53,10 @@ class OhemCrossEntropyLoss(nn.Layer):
     def forward(self, logit: paddle.Tensor, label: paddle.Tensor) -> paddle.Tensor:
         label = as_label(label)
         check_spatial(logit, label, "OhemCrossEntropyLoss")
-        logit = logit.astype("float32")
         valid = label != self.ignore_index
-        safe_label = paddle.where(valid, label, paddle.zeros_like(label))
-        log_prob = paddle.take_along_axis(
-            F.log_softmax(logit, axis=1), safe_label.unsqueeze(1), axis=1
-        ).squeeze(1)
+        nll = pixel_nll(logit, label, self.ignore_index)
         with paddle.no_grad():
-            kept = self._kept_mask(paddle.exp(log_prob).reshape([-1]), valid.reshape([-1]))
+            kept = self._kept_mask(paddle.exp(-nll).reshape([-1]), valid.reshape([-1]))
         kept = kept.reshape(label.shape)
         kept.stop_gradient = True
-        return (-log_prob * kept).mean() / (kept.mean() + _EPS)
+        return (nll * kept).mean() / (kept.mean() + _EPS)
