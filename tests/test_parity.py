@@ -7,6 +7,7 @@ import paddle
 import pytest
 from paddleseg.models import STDCSeg as PaddleSegSTDCSeg
 from paddleseg.models.backbones import stdcnet as paddleseg_stdcnet
+from paddleseg.models.bisenet import BiSeNetV2 as PaddleSegBiSeNetV2
 
 import paddle_stdc
 from paddle_stdc.models.weights import load_state
@@ -43,6 +44,26 @@ def test_stdcseg_matches_paddleseg(variant, backbone):
         ref_logit = reference(x)[0].numpy()
         our_logit = ours(x)[0].numpy()
     assert ref_logit.shape == our_logit.shape == (1, 19, 96, 160)
+    np.testing.assert_allclose(our_logit, ref_logit, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(96, 160), (67, 101)], ids=["even", "odd"])
+def test_bisenetv2_matches_paddleseg(size):
+    paddle.seed(0)
+    reference = PaddleSegBiSeNetV2(19)
+    ours = paddle_stdc.create_model("bisenetv2", num_classes=19)
+    assert type(ours).__module__ == "paddle_stdc.models.bisenetv2"
+    state = _random_state(reference)
+    reference.set_state_dict(state)
+    report = load_state(ours, state, strict=True)
+    assert report.exact and len(report.loaded) == len(reference.state_dict())
+    reference.eval()
+    ours.eval()
+    x = paddle.to_tensor(np.random.RandomState(2).randn(1, 3, *size).astype("float32"))
+    with paddle.no_grad():
+        ref_logit = reference(x)[0].numpy()
+        our_logit = ours(x)[0].numpy()
+    assert ref_logit.shape == our_logit.shape == (1, 19, *size)
     np.testing.assert_allclose(our_logit, ref_logit, atol=1e-4, rtol=0)
 
 

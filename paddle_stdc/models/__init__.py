@@ -6,7 +6,12 @@ from typing import Optional
 
 import paddle.nn as nn
 
-from paddle_stdc.models import backbones, stdcseg  # noqa: F401  (registration)
+from paddle_stdc.models import (  # noqa: F401  (registration)
+    backbones,
+    bisenetv1,
+    bisenetv2,
+    stdcseg,
+)
 from paddle_stdc.registry import MODEL_VARIANTS, list_models
 
 

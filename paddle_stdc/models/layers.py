@@ -32,7 +32,7 @@ class ConvBNReLU(nn.Layer):
         out_channels: int,
         kernel_size: int = 3,
         stride: int = 1,
-        padding: int | None = None,
+        padding: int | str | None = None,
         groups: int = 1,
         bias: bool = True,
     ) -> None:
@@ -52,6 +52,31 @@ class ConvBNReLU(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return F.relu(self._batch_norm(self._conv(x)))
+
+
+class ConvBN(ConvBNReLU):
+    """Conv2D -> BN without activation (PaddleSeg's ``layers.ConvBN`` names)."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self._batch_norm(self._conv(x))
+
+
+class DepthwiseConvBN(nn.Layer):
+    """Grouped conv with ``groups = in_channels`` (channel multiplier out/in) -> BN.
+
+    ``padding='same'`` as PaddleSeg: for stride 2 on even sizes it pads bottom/right only.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1
+    ) -> None:
+        super().__init__()
+        self.depthwise_conv = ConvBN(
+            in_channels, out_channels, kernel_size, stride, padding="same", groups=in_channels
+        )
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.depthwise_conv(x)
 
 
 class SegHead(nn.Layer):
