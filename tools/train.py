@@ -35,8 +35,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume_model", default=None, help="a save_dir/iter_N folder")
     p.add_argument("--keep_checkpoint_max", type=int, default=5)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
-    p.add_argument("--amp_level", default="O1", choices=["O1", "O2"])
+    p.add_argument(
+        "--precision", default=None, choices=["fp32", "fp16", "bf16"],
+        help="mixed precision on GPU (default: the config's `precision`, else fp32)",
+    )  # fmt: skip
+    p.add_argument("--amp_level", default=None, choices=["O1", "O2"])
     p.add_argument("--no_pretrained", action="store_true", help="ignore every `pretrained` key")
     return p.parse_args(argv)
 
@@ -65,8 +68,8 @@ def main(argv=None) -> None:
         resume_model=args.resume_model,
         keep_checkpoint_max=args.keep_checkpoint_max,
         seed=args.seed,
-        precision=args.precision,
-        amp_level=args.amp_level,
+        precision=args.precision or cfg.dic.get("precision", "fp32"),
+        amp_level=args.amp_level or cfg.dic.get("amp_level", "O1"),
         eval_kwargs=builder.test_config(),
     )
     train(builder, options)
