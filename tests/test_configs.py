@@ -23,6 +23,12 @@ def test_configs_were_found():
         "stdc2_seg_cityscapes_1024x512_80k.yml",
         "stdc1_seg_voc12aug_512x512_40k.yml",
         "stdc2_seg_voc12aug_512x512_40k.yml",
+        "bisenetv1_r18-d32_cityscapes_1024x1024_160k.yml",
+        "bisenetv1_r50-d32_cityscapes_1024x1024_160k.yml",
+        "bisenetv2_cityscapes_1024x1024_160k.yml",
+        "bisenetv2-fp16_cityscapes_1024x1024_160k.yml",
+        "bisenetv1_r18-d32_voc12aug_512x512_40k.yml",
+        "bisenetv2_voc12aug_512x512_40k.yml",
     ):
         assert expected in names
 
@@ -66,6 +72,31 @@ def test_stdc_recipes_match_paddleseg():
     voc = load_config("configs/stdc1_seg_voc12aug_512x512_40k.yml").dic
     assert voc["train_dataset"]["mode"] == "trainaug" and voc["iters"] == 40000
     assert voc["batch_size"] == 4
+
+
+def test_every_config_names_its_source_recipe():
+    for path in CONFIGS:
+        header = path.read_text().splitlines()[0]
+        assert header.startswith("#"), f"{path.name} has no header comment"
+        text = path.read_text()
+        assert (
+            "Source recipe" in text or "No published reference" in text or ("quick start" in text)
+        ), path.name
+
+
+def test_bisenet_recipes():
+    r18 = load_config("configs/bisenetv1_r18-d32_cityscapes_1024x1024_160k.yml").dic
+    assert r18["batch_size"] == 4 and r18["iters"] == 160000
+    assert r18["optimizer"]["weight_decay"] == 5.0e-4
+    assert r18["lr_scheduler"]["learning_rate"] == 0.025
+    assert r18["lr_scheduler"]["warmup_iters"] == 1000
+    crop = [t for t in r18["train_dataset"]["transforms"] if t["type"] == "RandomPaddingCrop"]
+    assert crop[0]["crop_size"] == [1024, 1024]
+    r50 = load_config("configs/bisenetv1_r50-d32_cityscapes_1024x1024_160k.yml").dic
+    assert r50["model"]["backbone"]["type"] == "ResNet50V1c"
+    assert r50["lr_scheduler"]["learning_rate"] == 0.05
+    fp16 = load_config("configs/bisenetv2-fp16_cityscapes_1024x1024_160k.yml").dic
+    assert fp16["precision"] == "fp16" and len(fp16["loss"]["types"]) == 5
 
 
 def test_paddleseg_registry_yields_our_classes():

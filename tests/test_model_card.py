@@ -1,0 +1,23 @@
+"""The README model card is generated from the code and in sync; cost bounds hold."""
+
+from __future__ import annotations
+
+import paddle_stdc
+from paddle_stdc.model_card import MARK_BEGIN, gmacs, model_card_rows, render_table
+
+from .conftest import ROOT
+
+
+def test_readme_model_card_is_up_to_date():
+    rows = model_card_rows()
+    assert {r.name for r in rows} == set(paddle_stdc.list_models())
+    table = render_table(rows)
+    readme = (ROOT / "README.md").read_text()
+    assert MARK_BEGIN in readme
+    assert table in readme, "README model card is stale: run `python tools/model_card.py`"
+
+
+def test_bisenetv1_r18_is_output_stride_32_cheap():
+    # PaddleSeg's output-stride-8 BiseNetV1-R18 costs about 113 GMACs at 512x1024.
+    cost = gmacs(paddle_stdc.create_model("bisenetv1_r18", num_classes=19))
+    assert 20 < cost < 40
