@@ -241,6 +241,8 @@ def train(builder: Builder, options: TrainOptions) -> TrainResult:
     for it, data in zip(range(state.iteration + 1, iters + 1), loader):
         meter.reader_done(time.time() - tic)
         labels = data["label"].astype("int64")
+        # Dropout draws from Paddle's generator: seed it per step so a resumed run matches.
+        paddle.seed((state.data_seed * 1_000_003 + it * 7919 + info.rank) % 2**31)
         loss_list = train_step(model, losses, optimizer, data["img"], labels, amp)
         lr = optimizer.get_lr()
         _lr_step(optimizer)
