@@ -36,6 +36,10 @@ _TRANSFORM_DEFAULTS: Dict[str, Dict[str, Any]] = {
 }
 
 
+#: PaddleSeg's default val preprocessing (``Normalize`` with mean = std = 0.5).
+NORMALIZE_DEFAULT: List[Dict[str, Any]] = [{"type": "Normalize"}]
+
+
 class ExportModel(nn.Layer):
     """Eval-mode model followed by the output op.
 

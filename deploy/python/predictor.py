@@ -114,6 +114,8 @@ class RuntimeOptions:
     max_shape: Optional[Sequence[int]] = None
     shape_range_file: Optional[str] = None
     gpu_mem_mb: int = 500
+    #: Remove the PIR oneDNN placement pass (needed on Paddle 3.3, see paddle_config).
+    onednn_workaround: bool = True
 
 
 def paddle_config(export_dir: Path, deploy: Dict[str, Any], opts: RuntimeOptions):
@@ -135,7 +137,8 @@ def paddle_config(export_dir: Path, deploy: Dict[str, Any], opts: RuntimeOptions
             # Paddle 3.3's PIR oneDNN interpolate kernels fail on ArrayAttribute<double>
             # ("ConvertPirAttribute2RuntimeAttribute not support"); without the placement
             # pass the fused oneDNN passes still apply and interpolation runs on CPU kernels.
-            cfg.delete_pass("onednn_placement_pass")
+            if opts.onednn_workaround:
+                cfg.delete_pass("onednn_placement_pass")
         else:
             cfg.disable_onednn()
     cfg.disable_glog_info()
