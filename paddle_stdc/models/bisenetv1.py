@@ -27,6 +27,7 @@ from paddle_stdc.models.layers import (
     ConvBNReLU,
     FeatureFusionModule,
     SegHead,
+    global_avg_pool,
 )
 from paddle_stdc.registry import register_model, register_variant
 
@@ -73,7 +74,7 @@ class ContextPath(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> Tuple[paddle.Tensor, paddle.Tensor]:
         _, feat8, feat16, feat32 = self.backbone(x)
-        context = self.conv_avg(F.adaptive_avg_pool2d(feat32, 1))
+        context = self.conv_avg(global_avg_pool(feat32))
         up32 = F.interpolate(self.arm32(feat32) + context, feat16.shape[2:], mode="nearest")
         up32 = self.conv_head32(up32)
         up16 = F.interpolate(self.arm16(feat16) + up32, feat8.shape[2:], mode="nearest")

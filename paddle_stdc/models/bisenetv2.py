@@ -22,7 +22,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from paddle_stdc.models.layers import ConvBN, ConvBNReLU, DepthwiseConvBN
+from paddle_stdc.models.layers import ConvBN, ConvBNReLU, DepthwiseConvBN, global_avg_pool
 from paddle_stdc.registry import register_model, register_variant
 
 
@@ -111,7 +111,7 @@ class ContextEmbedding(nn.Layer):
         self.conv_3x3 = nn.Conv2D(out_channels, out_channels, 3, padding=1)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        context = self.conv_1x1(self.bn(F.adaptive_avg_pool2d(x, 1)))
+        context = self.conv_1x1(self.bn(global_avg_pool(x)))
         return self.conv_3x3(context + x)
 
 

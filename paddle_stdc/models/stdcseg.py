@@ -19,7 +19,6 @@ from typing import List, Optional, Tuple
 
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
 from paddle_stdc.models.backbones.stdcnet import STDC1, STDC2, STDCNet
 from paddle_stdc.models.layers import (
@@ -27,6 +26,7 @@ from paddle_stdc.models.layers import (
     ConvBNReLU,
     FeatureFusionModule,
     SegHead,
+    global_avg_pool,
     resize_to,
 )
 from paddle_stdc.registry import register_model, register_variant
@@ -51,7 +51,7 @@ class ContextPath(nn.Layer):
 
     def forward(self, x: paddle.Tensor) -> Tuple[paddle.Tensor, ...]:
         feat2, feat4, feat8, feat16, feat32 = self.backbone(x)
-        context = self.conv_avg(F.adaptive_avg_pool2d(feat32, 1))
+        context = self.conv_avg(global_avg_pool(feat32))
         feat32_sum = self.arm32(feat32) + context  # broadcast == nearest upsampling of 1x1
         feat32_up = self.conv_head32(resize_to(feat32_sum, feat16.shape[2:], "nearest"))
         feat16_sum = self.arm16(feat16) + feat32_up

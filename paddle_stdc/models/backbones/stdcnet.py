@@ -20,6 +20,21 @@ import paddle.nn.functional as F
 from paddle_stdc.registry import register_backbone
 
 
+def avg_pool_3x3_s2(x: paddle.Tensor) -> paddle.Tensor:
+    """3x3/2 average pooling with padding 1, padded cells excluded (``exclusive=True``).
+
+    Written as a depthwise box-filter conv divided by the per-position count of real cells:
+    the same values as ``F.avg_pool2d(x, 3, 2, 1)``, but it runs as a (oneDNN) conv in Paddle
+    Inference, whose CPU pool2d kernel took ~24 ms per call on STDC-Seg at 512x1024.
+    """
+    channels = x.shape[1]
+    box = paddle.ones([channels, 1, 3, 3], dtype=x.dtype)
+    total = F.conv2d(x, box, stride=2, padding=1, groups=channels)
+    ones = paddle.ones_like(x[:, :1])
+    count = F.conv2d(ones, paddle.ones([1, 1, 3, 3], dtype=x.dtype), stride=2, padding=1)
+    return total / count
+
+
 class ConvBNRelu(nn.Layer):
     """Bias-free conv -> BN -> ReLU with PaddleSeg's STDC names (``conv``, ``bn``)."""
 
@@ -93,7 +108,7 @@ class CatBottleneck(nn.Layer):
             out = conv(out)
             branches.append(out)
         if self.stride == 2:
-            first = F.avg_pool2d(first, 3, stride=2, padding=1)
+            first = avg_pool_3x3_s2(first)
         return paddle.concat([first, *branches], axis=1)
 
 
