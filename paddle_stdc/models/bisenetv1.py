@@ -28,6 +28,7 @@ from paddle_stdc.models.layers import (
     FeatureFusionModule,
     SegHead,
     global_avg_pool,
+    load_if_given,
 )
 from paddle_stdc.registry import register_model, register_variant
 
@@ -113,10 +114,7 @@ class BiSeNetV1(nn.Layer):
         self.head = SegHead(fused, fused, num_classes)
         self.aux_head8 = SegHead(context, aux, num_classes)
         self.aux_head16 = SegHead(context, aux, num_classes)
-        if pretrained:
-            from paddle_stdc.models.weights import load_pretrained
-
-            load_pretrained(self, pretrained)
+        load_if_given(self, pretrained)
 
     def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
         size = x.shape[2:]

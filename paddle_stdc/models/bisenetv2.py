@@ -22,7 +22,14 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from paddle_stdc.models.layers import ConvBN, ConvBNReLU, DepthwiseConvBN, global_avg_pool
+from paddle_stdc.models.layers import (
+    ConvBN,
+    ConvBNReLU,
+    DepthwiseConvBN,
+    global_avg_pool,
+    init_conv_bn,
+    load_if_given,
+)
 from paddle_stdc.registry import register_model, register_variant
 
 
@@ -217,19 +224,8 @@ class BiSeNetV2(nn.Layer):
         self.aux_head3 = SegHead(64, 64, num_classes)
         self.aux_head4 = SegHead(128, 128, num_classes)
         self.head = SegHead(128, 128, num_classes)
-        self._init_weights()
-        if pretrained:
-            from paddle_stdc.models.weights import load_pretrained
-
-            load_pretrained(self, pretrained)
-
-    def _init_weights(self) -> None:
-        for layer in self.sublayers():
-            if isinstance(layer, nn.Conv2D):
-                nn.initializer.KaimingNormal()(layer.weight)
-            elif isinstance(layer, nn.BatchNorm2D):
-                nn.initializer.Constant(1.0)(layer.weight)
-                nn.initializer.Constant(0.0)(layer.bias)
+        init_conv_bn(self)
+        load_if_given(self, pretrained)
 
     def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
         size = x.shape[2:]

@@ -6,9 +6,29 @@ released checkpoints load into our models without renaming.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
+
+from paddle_stdc.models.weights import load_pretrained
+
+
+def init_conv_bn(model: nn.Layer) -> None:
+    """Kaiming-normal conv weights and BN weight 1 / bias 0 for every sublayer of ``model``."""
+    for layer in model.sublayers():
+        if isinstance(layer, nn.Conv2D):
+            nn.initializer.KaimingNormal()(layer.weight)
+        elif isinstance(layer, nn.BatchNorm2D):
+            nn.initializer.Constant(1.0)(layer.weight)
+            nn.initializer.Constant(0.0)(layer.bias)
+
+
+def load_if_given(model: nn.Layer, pretrained: Optional[str]) -> None:
+    """Load whole-layer weights from a path or URL when one is given."""
+    if pretrained:
+        load_pretrained(model, pretrained)
 
 
 def norm_layer(num_features: int) -> nn.Layer:

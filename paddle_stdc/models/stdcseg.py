@@ -27,6 +27,7 @@ from paddle_stdc.models.layers import (
     FeatureFusionModule,
     SegHead,
     global_avg_pool,
+    load_if_given,
     resize_to,
 )
 from paddle_stdc.registry import register_model, register_variant
@@ -102,10 +103,7 @@ class STDCSeg(nn.Layer):
             if not enabled:
                 for param in self._detail_head(stride).parameters():
                     param.stop_gradient = True
-        if pretrained:
-            from paddle_stdc.models.weights import load_pretrained
-
-            load_pretrained(self, pretrained)
+        load_if_given(self, pretrained)
 
     def _detail_head(self, stride: int) -> SegHead:
         return getattr(self, f"conv_out_sp{stride}")

@@ -24,6 +24,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from paddle_stdc.models.layers import init_conv_bn, load_if_given
 from paddle_stdc.registry import register_backbone
 
 
@@ -130,19 +131,8 @@ class ResNet(nn.Layer):
                 in_ch = width * block.expansion
             setattr(self, f"layer{idx + 1}", nn.Sequential(*blocks))
             self.feat_channels.append(in_ch)
-        self._init_weights()
-        if pretrained:
-            from paddle_stdc.models.weights import load_pretrained
-
-            load_pretrained(self, pretrained)
-
-    def _init_weights(self) -> None:
-        for layer in self.sublayers():
-            if isinstance(layer, nn.Conv2D):
-                nn.initializer.KaimingNormal()(layer.weight)
-            elif isinstance(layer, nn.BatchNorm2D):
-                nn.initializer.Constant(1.0)(layer.weight)
-                nn.initializer.Constant(0.0)(layer.bias)
+        init_conv_bn(self)
+        load_if_given(self, pretrained)
 
     def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
         x = F.max_pool2d(self.stem(x), kernel_size=3, stride=2, padding=1)

@@ -17,6 +17,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from paddle_stdc.models.layers import init_conv_bn, load_if_given
 from paddle_stdc.registry import register_backbone
 
 
@@ -152,19 +153,8 @@ class STDCNet(nn.Layer):
                 width = out_width
         self.features = nn.Sequential(*blocks)
         self._stage_ends = [2 + sum(self.layers[: i + 1]) for i in range(len(self.layers))]
-        self._init_weights()
-        if pretrained:
-            from paddle_stdc.models.weights import load_pretrained
-
-            load_pretrained(self, pretrained)
-
-    def _init_weights(self) -> None:
-        for layer in self.sublayers():
-            if isinstance(layer, nn.Conv2D):
-                nn.initializer.KaimingNormal()(layer.weight)
-            elif isinstance(layer, nn.BatchNorm2D):
-                nn.initializer.Constant(1.0)(layer.weight)
-                nn.initializer.Constant(0.0)(layer.bias)
+        init_conv_bn(self)
+        load_if_given(self, pretrained)
 
     def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
         feats = []
