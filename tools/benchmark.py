@@ -5,7 +5,8 @@ removed), Paddle Inference without oneDNN, ONNX Runtime on the same exported net
 -- for models PaddleSeg 2.8 also has (STDCSeg, BiSeNetV2) -- PaddleSeg's model exported the
 default way (``paddle.jit.save``) and run by Paddle Inference as it can run (its oneDNN run
 fails on Paddle 3.3's interpolate kernels, so without oneDNN). Every row reports latency and
-argmax agreement with the dygraph model on the same input.
+argmax agreement with the dygraph model on the same input (for the bf16 row: its numeric
+drift on a randomly initialised model, not an accuracy measurement).
 
     python tools/benchmark.py                       # all models, 1x3x512x1024, 2 threads
     python tools/benchmark.py --models stdc1_seg --no_readme
@@ -49,8 +50,12 @@ def time_runs(run: Callable[[], np.ndarray], warmup: int, repeats: int) -> Dict[
     return {"median_ms": statistics.median(times) * 1000, "min_ms": min(times) * 1000}
 
 
-def paddle_row(export_dir: Path, x, ref, threads, mkldnn, warmup, repeats, workaround=True) -> Dict:
-    opts = RuntimeOptions(cpu_threads=threads, enable_mkldnn=mkldnn, onednn_workaround=workaround)
+def paddle_row(
+    export_dir: Path, x, ref, threads, mkldnn, warmup, repeats, workaround=True, precision="fp32"
+) -> Dict:
+    opts = RuntimeOptions(
+        cpu_threads=threads, enable_mkldnn=mkldnn, onednn_workaround=workaround, precision=precision
+    )
     try:
         predictor = Predictor(export_dir, opts)
         out = predictor.run(x)
@@ -99,6 +104,8 @@ def bench_model(name: str, shape, threads: int, warmup: int, repeats: int) -> Li
         for mkldnn, label in ((True, "oneDNN (default)"), (False, "no oneDNN")):
             row = paddle_row(art.save_dir, x, ref, threads, mkldnn, warmup, repeats)
             rows.append({"path": f"paddle_stdc: Paddle Inference, {label}", **row})
+        row = paddle_row(art.save_dir, x, ref, threads, True, warmup, repeats, precision="bf16")
+        rows.append({"path": "paddle_stdc: Paddle Inference, oneDNN bf16", **row})
         row = onnx_row(art.onnx_file, x, ref, threads, warmup, repeats)
         rows.append({"path": "paddle_stdc: ONNX Runtime", **row})
     twin = paddleseg_model(name)
