@@ -1,6 +1,9 @@
-"""Losses against straightforward numpy references on tiny inputs."""
+"""Losses against hand-computed values and straightforward numpy references on tiny inputs."""
 
 from __future__ import annotations
+
+import inspect
+import math
 
 import numpy as np
 import paddle
@@ -10,6 +13,10 @@ from paddleseg.cvlibs import manager
 from paddle_stdc.losses import CrossEntropyLoss, DetailAggregateLoss, OhemCrossEntropyLoss
 
 IGNORE = 255
+LN2 = math.log(2.0)
+
+
+# ----------------------------------------------------------------------------- helpers
 
 
 def _softmax(logit: np.ndarray) -> np.ndarray:
@@ -17,15 +24,15 @@ def _softmax(logit: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-def _true_class_prob(logit, label):
-    prob = _softmax(logit)
+def _true_class_prob(logit: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """(N, C, H, W), (N, H, W) -> softmax probability of the label class (N, H, W)."""
     safe = np.where(label == IGNORE, 0, label)
-    return np.take_along_axis(prob, safe[:, None], 1)[:, 0]
+    return np.take_along_axis(_softmax(logit.astype(np.float64)), safe[:, None], 1)[:, 0]
 
 
 def _data(seed=0, n=2, c=4, h=6, w=5, ignore_frac=0.2):
     rng = np.random.RandomState(seed)
-    logit = rng.randn(n, c, h, w).astype("float32") * 2
+    logit = (rng.randn(n, c, h, w) * 2).astype("float32")
     label = rng.randint(0, c, (n, h, w))
     label[rng.rand(n, h, w) < ignore_frac] = IGNORE
     return logit, label
@@ -37,25 +44,64 @@ def _t(x, grad=False):
     return t
 
 
-def test_ce_matches_numpy_mean_over_valid_pixels():
-    logit, label = _data()
+def _value(loss: paddle.Tensor) -> float:
+    assert loss.ndim == 0 and loss.dtype == paddle.float32
+    value = float(loss)
+    assert np.isfinite(value)
+    return value
+
+
+# ----------------------------------------------------------------------------- CE
+
+
+def _ce_reference(logit, label, weight=None, avg_non_ignore=True, top_k=1.0):
+    """sum(w[y] * nll) / sum(denominator weights), as documented in CrossEntropyLoss."""
     valid = label != IGNORE
-    expected = -np.log(_true_class_prob(logit, label))[valid].mean()
-    got = float(CrossEntropyLoss()(_t(logit), _t(label)))
-    assert got == pytest.approx(expected, rel=1e-5)
+    w_cls = np.ones(logit.shape[1]) if weight is None else np.asarray(weight, np.float64)
+    w = np.where(valid, w_cls[np.where(valid, label, 0)], 0.0)
+    loss = (-np.log(_true_class_prob(logit, label)) * w).reshape(-1)
+    denom = (w if avg_non_ignore else np.where(valid, w, 1.0)).reshape(-1)
+    if top_k < 1.0:
+        idx = np.argsort(-loss, kind="stable")[: int(top_k * loss.size)]
+        loss, denom = loss[idx], denom[idx]
+    return loss.sum() / denom.sum()
 
 
-def test_ce_class_weights_weighted_mean():
+def _tiny_ce_case():
+    # Pixel (0, 0): logits (0, 0), label 0 -> p = 1/2.  Pixel (0, 1): logits (ln 3, 0),
+    # label 1 -> p = 1/4.  Pixel (0, 2): ignored.
+    logit = np.zeros((1, 2, 1, 3), "float32")
+    logit[0, 0, 0, 1] = math.log(3.0)
+    label = np.array([[[0, 1, IGNORE]]])
+    return logit, label
+
+
+def test_ce_hand_computed_mean_over_valid_pixels():
+    logit, label = _tiny_ce_case()
+    got = _value(CrossEntropyLoss()(_t(logit), _t(label)))
+    assert got == pytest.approx((LN2 + 2 * LN2) / 2, rel=1e-6)
+
+
+def test_ce_hand_computed_class_weights():
+    logit, label = _tiny_ce_case()
+    got = _value(CrossEntropyLoss(weight=[1.0, 3.0])(_t(logit), _t(label)))
+    # (1 * ln2 + 3 * ln4) / (1 + 3), PaddleSeg's mean(w * l) / mean(w * mask).
+    assert got == pytest.approx(7 * LN2 / 4, rel=1e-6)
+
+
+def test_ce_hand_computed_avg_over_all_pixels():
+    logit, label = _tiny_ce_case()
+    got = _value(CrossEntropyLoss(avg_non_ignore=False)(_t(logit), _t(label)))
+    assert got == pytest.approx(3 * LN2 / 3, rel=1e-6)
+
+
+@pytest.mark.parametrize("avg_non_ignore", [True, False])
+@pytest.mark.parametrize("weight", [None, (0.5, 1.0, 2.0, 3.0)], ids=["unweighted", "weighted"])
+def test_ce_matches_numpy(weight, avg_non_ignore):
     logit, label = _data(1)
-    weight = np.array([0.5, 1.0, 2.0, 3.0], dtype="float32")
-    valid = label != IGNORE
-    w = weight[np.where(valid, label, 0)] * valid
-    nll = -np.log(_true_class_prob(logit, label))
-    expected = (nll * w).sum() / w.sum()
-    got = float(CrossEntropyLoss(weight=list(weight))(_t(logit), _t(label)))
-    assert got == pytest.approx(expected, rel=1e-5)
-    with pytest.raises(ValueError, match="3 class weights for 4 classes"):
-        CrossEntropyLoss(weight=[1, 1, 1])(_t(logit), _t(label))
+    expected = _ce_reference(logit, label, weight, avg_non_ignore)
+    loss = CrossEntropyLoss(weight=weight, avg_non_ignore=avg_non_ignore)
+    assert _value(loss(_t(logit), _t(label))) == pytest.approx(expected, rel=1e-5)
 
 
 def test_ce_top_k_keeps_hardest_pixels():
@@ -63,69 +109,150 @@ def test_ce_top_k_keeps_hardest_pixels():
     nll = -np.log(_true_class_prob(logit, label)).reshape(-1)
     k = int(0.25 * nll.size)
     expected = np.sort(nll)[-k:].mean()
-    got = float(CrossEntropyLoss(top_k_percent_pixels=0.25)(_t(logit), _t(label)))
+    got = _value(CrossEntropyLoss(top_k_percent_pixels=0.25)(_t(logit), _t(label)))
     assert got == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("weight", [None, (0.5, 1.0, 2.0, 3.0)], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("top_k", [0.3, 0.9])  # 0.9: ignored pixels fall in the top k
+def test_ce_top_k_with_ignore_and_weights(weight, top_k):
+    logit, label = _data(3, ignore_frac=0.3)
+    expected = _ce_reference(logit, label, weight, top_k=top_k)
+    loss = CrossEntropyLoss(weight=weight, top_k_percent_pixels=top_k)
+    assert _value(loss(_t(logit), _t(label))) == pytest.approx(expected, rel=1e-5)
+
+
+def test_ce_nhwc_equals_nchw():
+    logit, label = _data(4)
+    ref = _value(CrossEntropyLoss()(_t(logit), _t(label)))
+    nhwc = CrossEntropyLoss(data_format="NHWC")(_t(logit.transpose(0, 2, 3, 1)), _t(label))
+    assert _value(nhwc) == pytest.approx(ref, rel=1e-6)
+
+
+def test_ce_argument_errors():
+    logit, label = _data(5)
+    with pytest.raises(ValueError, match="3 class weights for 4 classes"):
+        CrossEntropyLoss(weight=[1, 1, 1])(_t(logit), _t(label))
+    with pytest.raises(ValueError, match="top_k_percent_pixels"):
+        CrossEntropyLoss(top_k_percent_pixels=0.0)
+    with pytest.raises(ValueError, match="data_format"):
+        CrossEntropyLoss(data_format="CHWN")
+
+
+# ----------------------------------------------------------------------------- OHEM
 
 
 def _ohem_reference(logit, label, thresh, min_kept):
     valid = label != IGNORE
     p = _true_class_prob(logit, label)
-    nll = -np.log(p)
     kept = valid.copy()
-    if 0 < min_kept < valid.sum():
-        kth = np.sort(p[valid])[min_kept - 1]
-        threshold = max(thresh, kth)
+    if valid.sum() > min_kept:
+        threshold = thresh
+        if min_kept > 0:
+            threshold = max(thresh, np.sort(p[valid])[min_kept - 1])
         kept = valid & (p < threshold)
-    return (nll * kept).mean() / (kept.mean() + 1e-5)
+    nll = -np.log(p)
+    return (nll * kept).mean() / (kept.mean() + 1e-5), kept
 
 
 @pytest.mark.parametrize(
-    "thresh,min_kept",
-    [(0.7, 10), (0.99, 5), (0.05, 20), (0.7, 1000)],
-    ids=["kth-or-thresh", "thresh-dominates", "kth-dominates", "fewer-than-min-kept"],
+    "thresh,min_kept,regime",
+    [
+        (0.7, 10, "thresh"),
+        (0.001, 20, "kth"),
+        (0.3, 0, "thresh"),  # min_kept 0: the threshold is thresh
+        (0.7, 110, "all-valid"),  # num_valid == min_kept
+        (0.7, 115, "all-valid"),  # num_valid < min_kept < pixel count
+        (0.7, 1000, "all-valid"),  # min_kept > pixel count
+    ],
 )
-def test_ohem_matches_numpy(thresh, min_kept):
-    logit, label = _data(3, n=2, c=5, h=8, w=8)
-    expected = _ohem_reference(logit, label, thresh, min_kept)
+def test_ohem_matches_numpy(thresh, min_kept, regime):
+    logit, label = _data(3, n=2, c=5, h=8, w=8)  # 128 pixels, 110 valid
+    valid = label != IGNORE
+    p = np.sort(_true_class_prob(logit, label)[valid])
+    assert valid.sum() == 110
+    if regime == "thresh":
+        assert min_kept == 0 or p[min_kept - 1] < thresh
+    elif regime == "kth":
+        assert p[min_kept - 1] > thresh
+    expected, kept = _ohem_reference(logit, label, thresh, min_kept)
+    assert 0 < kept.sum() and (regime == "all-valid") == (kept.sum() == valid.sum())
     loss = OhemCrossEntropyLoss(thresh=thresh, min_kept=min_kept)
-    got = float(loss(_t(logit), _t(label)))
-    assert got == pytest.approx(expected, rel=1e-4)
+    assert _value(loss(_t(logit), _t(label))) == pytest.approx(expected, rel=1e-4)
 
 
-def test_ohem_keeps_at_least_min_kept_when_easy():
-    # Every pixel is confidently right: p > thresh, so the threshold becomes the kth p.
+def test_ohem_easy_pixels_keep_those_below_the_kth_probability():
+    # Every pixel is confidently right (p > thresh), so the threshold becomes the 5th
+    # smallest p and exactly the 4 pixels strictly below it are kept.
     label = np.zeros((1, 4, 4), dtype="int64")
     logit = np.zeros((1, 2, 4, 4), dtype="float32")
-    logit[:, 0] = np.linspace(3, 6, 16).reshape(4, 4)
-    expected = _ohem_reference(logit, label, 0.7, 5)
-    got = float(OhemCrossEntropyLoss(min_kept=5)(_t(logit), _t(label)))
+    logit[0, 0] = np.linspace(3, 6, 16).reshape(4, 4)
+    expected, kept = _ohem_reference(logit, label, 0.7, 5)
+    assert kept.sum() == 4
+    got = _value(OhemCrossEntropyLoss(min_kept=5)(_t(logit), _t(label)))
     assert got == pytest.approx(expected, rel=1e-4) and got > 0
 
 
-@pytest.mark.parametrize("loss_cls", [CrossEntropyLoss, OhemCrossEntropyLoss])
-def test_all_ignored_is_zero_and_backprops(loss_cls):
+def test_ohem_gradient_only_on_kept_pixels():
+    logit, label = _data(6, n=1, c=3, h=6, w=6)
+    _, kept = _ohem_reference(logit, label, 0.7, 8)
+    x = _t(logit, grad=True)
+    OhemCrossEntropyLoss(thresh=0.7, min_kept=8)(x, _t(label)).backward()
+    grad_norm = np.abs(x.grad.numpy()).sum(1)
+    assert np.all(grad_norm[~kept] == 0) and np.all(grad_norm[kept] > 0)
+
+
+def test_ohem_rejects_negative_min_kept():
+    with pytest.raises(ValueError, match="min_kept"):
+        OhemCrossEntropyLoss(min_kept=-1)
+
+
+# ----------------------------------------------------------------------------- shared contract
+
+CE_LIKE = [
+    CrossEntropyLoss,
+    lambda: CrossEntropyLoss(weight=[1.0, 2.0, 3.0]),
+    lambda: CrossEntropyLoss(top_k_percent_pixels=0.5),
+    lambda: CrossEntropyLoss(avg_non_ignore=False),
+    OhemCrossEntropyLoss,
+    lambda: OhemCrossEntropyLoss(min_kept=0),
+    lambda: OhemCrossEntropyLoss(min_kept=4),
+]
+CE_IDS = ["ce", "ce-weighted", "ce-topk", "ce-avg-all", "ohem", "ohem-0", "ohem-4"]
+
+
+@pytest.mark.parametrize("make", CE_LIKE, ids=CE_IDS)
+def test_all_ignored_is_zero_and_backprops(make):
     logit = _t(np.random.RandomState(0).randn(1, 3, 4, 4).astype("float32"), grad=True)
     label = _t(np.full((1, 4, 4), IGNORE, dtype="int64"))
-    loss = loss_cls()(logit, label)
+    loss = make()(logit, label)
     loss.backward()
-    assert float(loss) == 0.0
+    assert _value(loss) == 0.0
     assert np.all(logit.grad.numpy() == 0)
 
 
-@pytest.mark.parametrize("loss_cls", [CrossEntropyLoss, OhemCrossEntropyLoss])
-def test_label_layouts_and_dtypes_agree_and_grads_flow(loss_cls):
+@pytest.mark.parametrize(
+    "make", [CrossEntropyLoss, OhemCrossEntropyLoss, lambda: OhemCrossEntropyLoss(min_kept=10)]
+)
+def test_label_layouts_and_dtypes_agree_and_grads_flow(make):
     logit, label = _data(4)
-    ref = float(loss_cls()(_t(logit), _t(label.astype("int64"))))
-    assert float(loss_cls()(_t(logit), _t(label.astype("int32")))) == pytest.approx(ref)
-    assert float(loss_cls()(_t(logit), _t(label[:, None].astype("int64")))) == pytest.approx(ref)
+    ref = _value(make()(_t(logit), _t(label.astype("int64"))))
+    assert _value(make()(_t(logit), _t(label.astype("int32")))) == pytest.approx(ref)
+    assert _value(make()(_t(logit), _t(label[:, None].astype("int64")))) == pytest.approx(ref)
+    assert _value(make()(_t(logit.astype("float64")), _t(label))) == pytest.approx(ref, rel=1e-5)
     x = _t(logit, grad=True)
-    loss_cls()(x, _t(label)).backward()
-    assert np.abs(x.grad.numpy()).sum() > 0
+    make()(x, _t(label)).backward()
+    assert np.isfinite(x.grad.numpy()).all() and np.abs(x.grad.numpy()).sum() > 0
 
 
-def test_size_mismatch_is_a_clear_error():
+@pytest.mark.parametrize("cls", [CrossEntropyLoss, OhemCrossEntropyLoss])
+def test_size_mismatch_is_a_clear_error(cls):
+    logit, label = _t(np.zeros((1, 3, 4, 4), "float32")), _t(np.zeros((1, 8, 8), "int64"))
     with pytest.raises(ValueError, match=r"logit \[1, 3, 4, 4\] and label \[1, 8, 8\]"):
-        CrossEntropyLoss()(_t(np.zeros((1, 3, 4, 4), "float32")), _t(np.zeros((1, 8, 8), "int64")))
+        cls()(logit, label)
+
+
+# ----------------------------------------------------------------------------- detail loss
 
 
 def _boundary_reference(label: np.ndarray, fuse=(0.6, 0.3, 0.1)) -> np.ndarray:
@@ -145,20 +272,83 @@ def _boundary_reference(label: np.ndarray, fuse=(0.6, 0.3, 0.1)) -> np.ndarray:
     return (fused > 0.1).astype(np.float32)
 
 
-def test_detail_boundary_targets_of_a_square():
+def _bce_dice_reference(logits: np.ndarray, target: np.ndarray) -> float:
+    n = logits.shape[0]
+    p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    bce = -(target * np.log(p) + (1 - target) * np.log(1 - p)).mean()
+    inter = (p * target).reshape(n, -1).sum(1)
+    dice = 1 - (2 * inter + 1) / (p.reshape(n, -1).sum(1) + target.reshape(n, -1).sum(1) + 1)
+    return bce + dice.mean()
+
+
+def _bilinear_align_corners(x: np.ndarray, size) -> np.ndarray:
+    """(N, C, h, w) -> (N, C, H, W), bilinear with align_corners=True."""
+    h, w = x.shape[2:]
+    ys = np.arange(size[0]) * (h - 1) / max(size[0] - 1, 1)
+    xs = np.arange(size[1]) * (w - 1) / max(size[1] - 1, 1)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    wy, wx = (ys - y0)[:, None], (xs - x0)[None, :]
+    top = x[:, :, y0][:, :, :, x0] * (1 - wx) + x[:, :, y0][:, :, :, x1] * wx
+    bot = x[:, :, y1][:, :, :, x0] * (1 - wx) + x[:, :, y1][:, :, :, x1] * wx
+    return top * (1 - wy) + bot * wy
+
+
+def _square_label() -> np.ndarray:
     label = np.zeros((1, 8, 8), dtype="int64")
     label[0, 2:6, 2:6] = 1
-    target = DetailAggregateLoss().boundary_targets(_t(label)).numpy()[0, 0]
-    ring = np.zeros((8, 8), bool)
-    ring[2:6, 2:6] = True
-    ring[3:5, 3:5] = False
-    assert np.all(target[ring] == 1)  # the square's own border
-    assert target[:2].sum() == 0 and target[6:].sum() == 0  # far from the square
-    np.testing.assert_array_equal(target, _boundary_reference(label)[0])
+    return label
 
 
-def test_detail_boundary_targets_match_reference_on_random_labels():
-    label = np.random.RandomState(5).randint(0, 4, (2, 19, 23))
+# Derived by hand for the 8x8 label with a square of 1s at rows/cols 2..5:
+# * stride 1: the Laplacian is > 0 exactly on the square's 12 border pixels;
+# * stride 2 (4x4 output centred on even pixels): > 0 at centres (2,2), (2,4), (4,2),
+#   0 at (4,4) (all neighbours are 1); nearest-upsampled, every cell covers a 2x2 block;
+# * stride 4 (2x2 output centred on pixels 0 and 4): nothing > 0.
+# Fused 0.6*s1 + 0.3*s2 + 0.1*s4 > 0.1 is s1 OR s2: the square minus its pixel (4, 4).
+SQUARE_TARGET = """
+........
+........
+..####..
+..####..
+..##.#..
+..####..
+........
+........
+"""
+# With fuse weights (1, 0, 0) only the stride-1 ring remains.
+SQUARE_RING = """
+........
+........
+..####..
+..#..#..
+..#..#..
+..####..
+........
+........
+"""
+
+
+def _ascii_map(art: str) -> np.ndarray:
+    return np.array([[c == "#" for c in row] for row in art.split()], dtype=np.float32)
+
+
+def test_detail_boundary_targets_of_a_square_by_hand():
+    target = DetailAggregateLoss().boundary_targets(_t(_square_label())).numpy()
+    assert target.shape == (1, 1, 8, 8)
+    np.testing.assert_array_equal(target[0, 0], _ascii_map(SQUARE_TARGET))
+    np.testing.assert_array_equal(target[0, 0], _boundary_reference(_square_label())[0])
+
+
+def test_detail_boundary_targets_follow_the_fuse_kernel():
+    loss = DetailAggregateLoss(fuse_init=(1.0, 0.0, 0.0))
+    target = loss.boundary_targets(_t(_square_label())).numpy()[0, 0]
+    np.testing.assert_array_equal(target, _ascii_map(SQUARE_RING))
+
+
+@pytest.mark.parametrize("shape", [(2, 19, 23), (1, 16, 16), (1, 7, 9)])
+def test_detail_boundary_targets_match_reference_on_random_labels(shape):
+    label = np.random.RandomState(5).randint(0, 4, shape)
     label[:, :3] = IGNORE  # used as-is, like the official code
     got = DetailAggregateLoss().boundary_targets(_t(label)).numpy()[:, 0]
     np.testing.assert_array_equal(got, _boundary_reference(label))
@@ -168,39 +358,99 @@ def test_detail_loss_value_matches_numpy_bce_plus_dice():
     rng = np.random.RandomState(0)
     label = rng.randint(0, 3, (2, 16, 16))
     logits = rng.randn(2, 1, 16, 16).astype("float32")
-    loss = DetailAggregateLoss()
-    target = loss.boundary_targets(_t(label)).numpy()
-    p = 1 / (1 + np.exp(-logits))
-    bce = -(target * np.log(p) + (1 - target) * np.log(1 - p)).mean()
-    inter = (p * target).reshape(2, -1).sum(1)
-    dice = 1 - (2 * inter + 1) / (p.reshape(2, -1).sum(1) + target.reshape(2, -1).sum(1) + 1)
-    assert float(loss(_t(logits), _t(label))) == pytest.approx(bce + dice.mean(), rel=1e-5)
+    expected = _bce_dice_reference(logits, _boundary_reference(label)[:, None])
+    got = _value(DetailAggregateLoss()(_t(logits), _t(label)))
+    assert got == pytest.approx(expected, rel=1e-5)
 
 
-def test_detail_fuse_kernel_is_a_trainable_saved_parameter():
+def test_detail_loss_upsamples_low_resolution_logits_bilinearly():
+    rng = np.random.RandomState(1)
+    label = rng.randint(0, 3, (2, 12, 16))
+    logits = rng.randn(2, 1, 4, 5).astype("float32")
+    up = _bilinear_align_corners(logits.astype(np.float64), (12, 16))
+    expected = _bce_dice_reference(up, _boundary_reference(label)[:, None])
+    x = _t(logits, grad=True)
+    value = DetailAggregateLoss()(x, _t(label))
+    value.backward()
+    assert _value(value) == pytest.approx(expected, rel=1e-5)
+    assert np.isfinite(x.grad.numpy()).all() and np.abs(x.grad.numpy()).sum() > 0
+
+
+def test_detail_loss_label_layouts_and_all_ignored():
+    label = _square_label()
+    logits = np.random.RandomState(2).randn(1, 1, 8, 8).astype("float32")
+    ref = _value(DetailAggregateLoss()(_t(logits), _t(label)))
+    assert _value(DetailAggregateLoss()(_t(logits), _t(label.astype("int32")))) == ref
+    assert _value(DetailAggregateLoss()(_t(logits), _t(label[:, None]))) == ref
+    # All ignored: the label is used as-is, so the image border is the target (finite loss).
+    x = _t(logits, grad=True)
+    value = DetailAggregateLoss()(x, _t(np.full((1, 8, 8), IGNORE, "int64")))
+    value.backward()
+    assert np.isfinite(_value(value)) and np.isfinite(x.grad.numpy()).all()
+
+
+def test_detail_loss_rejects_multichannel_logits():
+    with pytest.raises(ValueError, match=r"logits \[1, 2, 8, 8\] and label \[1, 8, 8\]"):
+        DetailAggregateLoss()(_t(np.zeros((1, 2, 8, 8), "float32")), _t(_square_label()))
+
+
+def test_detail_fuse_kernel_is_a_registered_saved_parameter():
     loss = DetailAggregateLoss()
     params = loss.parameters()
-    assert len(params) == 1 and not params[0].stop_gradient
-    np.testing.assert_allclose(params[0].numpy().reshape(-1), [0.6, 0.3, 0.1], rtol=1e-6)
-    assert list(loss.state_dict()) == ["fuse_kernel"]
-    assert params[0].regularizer is not None  # exempt from weight decay
+    assert len(params) == 1 and params[0] is loss.fuse_kernel
+    assert not loss.fuse_kernel.stop_gradient and loss.fuse_kernel.shape == [1, 3, 1, 1]
+    np.testing.assert_allclose(loss.fuse_kernel.numpy().reshape(-1), [0.6, 0.3, 0.1], rtol=1e-6)
+    state = loss.state_dict()
+    assert list(state) == ["fuse_kernel"]
+    np.testing.assert_allclose(state["fuse_kernel"].numpy().reshape(-1), [0.6, 0.3, 0.1])
+    assert loss.fuse_kernel.regularizer._coeff == 0.0  # exempt from weight decay
+    # Loading a checkpoint restores the kernel (and with it the targets).
+    other = DetailAggregateLoss()
+    other.set_state_dict({"fuse_kernel": paddle.to_tensor([[[[1.0]], [[0.0]], [[0.0]]]])})
+    target = other.boundary_targets(_t(_square_label())).numpy()[0, 0]
+    np.testing.assert_array_equal(target, _ascii_map(SQUARE_RING))
 
 
-def test_detail_loss_upsamples_low_resolution_logits_and_is_finite():
-    label = _t(np.zeros((2, 32, 32), dtype="int64"))  # no boundaries at all
-    logits = _t(np.random.RandomState(1).randn(2, 1, 4, 4).astype("float32"), grad=True)
-    value = DetailAggregateLoss()(logits, label)
-    value.backward()
-    assert np.isfinite(float(value)) and np.isfinite(logits.grad.numpy()).all()
+def test_detail_fuse_kernel_gets_no_gradient_and_stays_at_init():
+    loss = DetailAggregateLoss()
+    opt = paddle.optimizer.SGD(learning_rate=1.0, parameters=loss.parameters(), weight_decay=0.1)
+    logits = _t(np.random.RandomState(3).randn(1, 1, 8, 8).astype("float32"), grad=True)
+    loss(logits, _t(_square_label())).backward()
+    opt.step()
+    np.testing.assert_allclose(loss.fuse_kernel.numpy().reshape(-1), [0.6, 0.3, 0.1], rtol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "name", ["CrossEntropyLoss", "OhemCrossEntropyLoss", "DetailAggregateLoss"]
-)
-def test_paddleseg_registry_builds_ours(name):
+# ----------------------------------------------------------------------------- registry
+
+PADDLESEG_CLASSES = {
+    "CrossEntropyLoss": "paddleseg.models.losses.cross_entropy_loss",
+    "OhemCrossEntropyLoss": "paddleseg.models.losses.ohem_cross_entropy_loss",
+    "DetailAggregateLoss": "paddleseg.models.losses.detail_aggregate_loss",
+}
+# Keyword arguments as PaddleSeg configs write them.
+CONFIG_KWARGS = {
+    "CrossEntropyLoss": dict(
+        weight=[1.0] * 19,
+        ignore_index=255,
+        top_k_percent_pixels=0.7,
+        avg_non_ignore=True,
+        data_format="NCHW",
+    ),
+    "OhemCrossEntropyLoss": dict(thresh=0.7, min_kept=130000, ignore_index=255),
+    "DetailAggregateLoss": dict(ignore_index=255),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PADDLESEG_CLASSES))
+def test_paddleseg_registry_builds_ours_with_config_kwargs(name):
+    import importlib
+
+    import paddle_stdc.losses  # noqa: F401  (registration)
+
     cls = manager.LOSSES[name]
-    assert cls.__module__.startswith("paddle_stdc.losses")
-    kwargs = {"ignore_index": 255}
-    if name == "OhemCrossEntropyLoss":
-        kwargs.update(min_kept=130000, thresh=0.7)
-    assert isinstance(cls(**kwargs), paddle.nn.Layer)
+    assert cls.__module__.startswith("paddle_stdc")
+    assert isinstance(cls(**CONFIG_KWARGS[name]), paddle.nn.Layer)
+    theirs = getattr(importlib.import_module(PADDLESEG_CLASSES[name]), name)
+    their_params = list(inspect.signature(theirs.__init__).parameters)[1:]
+    our_params = list(inspect.signature(cls.__init__).parameters)[1:]
+    assert our_params[: len(their_params)] == their_params  # same names, same order

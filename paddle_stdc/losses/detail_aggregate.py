@@ -40,13 +40,30 @@ def dice_loss(prob: paddle.Tensor, target: paddle.Tensor, smooth: float = 1.0) -
 class DetailAggregateLoss(nn.Layer):
     """BCE + Dice between detail logits (N, 1, h, w) and boundary targets from label (N, H, W).
 
+    Targets: the label map (as float, ignore pixels included as their raw value, e.g. 255,
+    like the official code and PaddleSeg) is convolved with the 3x3 Laplacian at strides 1,
+    2 and 4 (zero padding 1), clipped at 0, the stride 2/4 maps nearest-upsampled to (H, W);
+    each map > 0.1 gives a binary (N, 1, H, W) map; the three are fused by the 1x1 conv
+    ``fuse_kernel`` and fused > 0.1 is the target. Because of the zero padding and the raw
+    label values, the image border counts as boundary wherever the label is non-zero, so an
+    all-ignored label map gives a finite, non-zero loss (official behaviour), unlike the
+    cross-entropy losses. PaddleSeg's unused stride-8 target is not computed.
+
+    Loss: BCE-with-logits (mean over pixels) + Dice loss (smooth 1, per sample, batch mean)
+    on the logits, upsampled bilinearly (align_corners=True) to (H, W) if smaller.
+
+    ``fuse_kernel`` (1, 3, 1, 1) is a registered parameter initialised to ``fuse_init``,
+    without weight decay. The threshold after the fuse conv has no gradient (same in the
+    official code), so an optimizer holding it leaves it at its initial value.
+
     Args:
-        ignore_index: accepted for config compatibility; the label map is used as-is,
-            including ignore pixels, exactly as in the official code and PaddleSeg.
-        fuse_init: initial weights of the strides 1, 2, 4 boundary maps.
+        ignore_index: accepted for config compatibility; unused (see above).
+        fuse_init: initial weights of the stride 1, 2, 4 boundary maps.
     """
 
-    def __init__(self, ignore_index: int = 255, fuse_init: Sequence[float] = (0.6, 0.3, 0.1)):
+    def __init__(
+        self, ignore_index: int = 255, fuse_init: Sequence[float] = (0.6, 0.3, 0.1)
+    ) -> None:
         super().__init__()
         if len(fuse_init) != 3:
             raise ValueError(f"fuse_init needs 3 weights (strides 1, 2, 4), got {fuse_init}")
@@ -79,6 +96,15 @@ class DetailAggregateLoss(nn.Layer):
         return (fused > 0.1).astype("float32")
 
     def forward(self, logits: paddle.Tensor, label: paddle.Tensor) -> paddle.Tensor:
+        """logits (N, 1, h, w) float, label (N, H, W) or (N, 1, H, W) integer -> 0-D float32.
+
+        Logits smaller than the label are upsampled bilinearly (align_corners=True).
+        """
+        if logits.ndim != 4 or logits.shape[1] != 1 or logits.shape[0] != label.shape[0]:
+            raise ValueError(
+                f"DetailAggregateLoss: detail logits must be (N, 1, h, w) with the label's "
+                f"batch size, got logits {list(logits.shape)} and label {list(label.shape)}"
+            )
         with paddle.no_grad():
             target = self.boundary_targets(label)
         logits = logits.astype("float32")

@@ -1,9 +1,11 @@
-"""Online hard example mining (OHEM) cross-entropy.
+"""Online hard example mining (OHEM) cross-entropy for semantic segmentation.
 
-From "Training Region-based Object Detectors with Online Hard Example Mining" (CVPR 2016) as
-used by BiSeNet/STDC; semantics of PaddleSeg 2.8's ``OhemCrossEntropyLoss``, written for
-Paddle 3 (no 0-D indexing, no float32 x int64 promotion) with ``kthvalue`` instead of a full
-argsort.
+OHEM is from Shrivastava et al., "Training Region-based Object Detectors with Online Hard
+Example Mining" (CVPR 2016); this pixel-wise form is the one BiSeNet and STDC-Seg train with.
+Semantics of PaddleSeg 2.8's ``OhemCrossEntropyLoss`` (same class name and keyword
+arguments), rewritten for Paddle 3: PaddleSeg's version indexes 0-D tensors and calls
+``int()`` on them, which fails there. This one uses ``kthvalue`` instead of a full argsort
+and makes no host round trip.
 """
 
 from __future__ import annotations
@@ -19,13 +21,21 @@ _EPS = 1e-5
 
 @register_loss
 class OhemCrossEntropyLoss(nn.Layer):
-    """Cross-entropy over the hard pixels only: logit (N, C, H, W), label (N, H, W) -> scalar.
+    """Cross-entropy over the hard pixels only: logit (N, C, H, W), label (N, H, W) -> 0-D loss.
 
-    Let p be the softmax probability of the true class of each valid pixel. When there are
-    more than ``min_kept`` valid pixels, the threshold is max(``thresh``, the
-    ``min_kept``-th smallest p) and only pixels with p < threshold are kept; otherwise every
-    valid pixel is kept. As in PaddleSeg, the result is mean(loss * kept) / (mean(kept) + 1e-5),
-    i.e. the mean loss over kept pixels.
+    Let p be the softmax probability of the true class of each valid (non-ignored) pixel.
+
+    * More than ``min_kept`` valid pixels: threshold = max(``thresh``, the ``min_kept``-th
+      smallest p) (just ``thresh`` when ``min_kept == 0``), and only pixels with
+      p < threshold (strict) are kept.
+    * Otherwise every valid pixel is kept.
+
+    The result is PaddleSeg's mean(loss * kept) / (mean(kept) + 1e-5): the mean
+    cross-entropy over the kept pixels, shrunk by a negligible 1e-5 / fraction_kept, and
+    exactly 0 (zero gradients) when nothing is kept, e.g. an all-ignored batch.
+
+    One difference: with ``min_kept == 0`` PaddleSeg skips the mining entirely (plain CE);
+    here the threshold ``thresh`` applies, as in the STDC/BiSeNet reference OHEM.
 
     Args:
         thresh: probability below which a pixel counts as hard.
@@ -35,28 +45,37 @@ class OhemCrossEntropyLoss(nn.Layer):
 
     def __init__(self, thresh: float = 0.7, min_kept: int = 10000, ignore_index: int = 255) -> None:
         super().__init__()
+        if min_kept < 0:
+            raise ValueError(f"min_kept must be >= 0, got {min_kept}")
         self.thresh = float(thresh)
         self.min_kept = int(min_kept)
-        self.ignore_index = ignore_index
+        self.ignore_index = int(ignore_index)
 
-    def _kept_mask(self, prob: paddle.Tensor, valid: paddle.Tensor) -> paddle.Tensor:
-        """prob, valid: flat (P,) -> float mask of the pixels that enter the loss."""
-        num_valid = int(valid.sum())
-        if self.min_kept <= 0 or num_valid <= self.min_kept:
+    def kept_mask(self, prob: paddle.Tensor, valid: paddle.Tensor) -> paddle.Tensor:
+        """Float mask (P,) of the pixels that enter the loss; prob (P,) float, valid (P,) bool."""
+        num_pixels = prob.shape[0]
+        if self.min_kept >= num_pixels:  # then num_valid <= min_kept: keep every valid pixel
             return valid.astype("float32")
-        # Ignored pixels get prob 2 so they sort after every valid one.
-        masked = paddle.where(valid, prob, paddle.full_like(prob, 2.0))
-        kth, _ = paddle.kthvalue(masked, self.min_kept)
-        threshold = paddle.maximum(kth, paddle.to_tensor(self.thresh, dtype=prob.dtype))
-        return paddle.logical_and(valid, masked < threshold).astype("float32")
+        thresh = paddle.full([], self.thresh, dtype=prob.dtype)
+        if self.min_kept == 0:
+            threshold = thresh
+        else:
+            # Ignored pixels get p = 2 so that they sort after every valid one.
+            masked = paddle.where(valid, prob, paddle.full_like(prob, 2.0))
+            kth, _ = paddle.kthvalue(masked, self.min_kept)
+            mined = paddle.maximum(kth, thresh)
+            # Few valid pixels: an infinite threshold keeps them all (p <= 1).
+            enough = valid.astype("int64").sum() > self.min_kept
+            threshold = paddle.where(enough, mined, paddle.full_like(mined, float("inf")))
+        return paddle.logical_and(valid, prob < threshold).astype("float32")
 
     def forward(self, logit: paddle.Tensor, label: paddle.Tensor) -> paddle.Tensor:
+        """logit (N, C, H, W) float, label (N, H, W) or (N, 1, H, W) integer -> 0-D float32."""
         label = as_label(label)
         check_spatial(logit, label, "OhemCrossEntropyLoss")
         valid = label != self.ignore_index
-        nll = pixel_nll(logit, label, self.ignore_index)
+        nll = pixel_nll(logit, label, self.ignore_index)  # 0 at ignored pixels
         with paddle.no_grad():
-            kept = self._kept_mask(paddle.exp(-nll).reshape([-1]), valid.reshape([-1]))
-        kept = kept.reshape(label.shape)
-        kept.stop_gradient = True
+            prob = paddle.exp(-nll.detach()).reshape([-1])
+            kept = self.kept_mask(prob, valid.reshape([-1])).reshape(label.shape)
         return (nll * kept).mean() / (kept.mean() + _EPS)
