@@ -1,8 +1,12 @@
-"""The evaluation loop: confusion matrix over a val dataset under a named protocol.
+"""The evaluation loop: a confusion matrix over a val dataset under a named protocol.
 
 Works with PaddleSeg datasets in ``mode='val'`` (dicts with ``img`` (3, H, W), ``label``
-(1, H, W) and ``trans_info``). Multi-process runs evaluate disjoint shards (no padding or
-duplicated samples) and sum the confusion matrices, so the result equals one process's.
+(1, H, W) and ``trans_info``), read one sample at a time. Replaces PaddleSeg 2.8's
+``core.evaluate``, which breaks on Paddle 3 (0-D tensor concat in ``calculate_area``).
+
+Multi-process runs evaluate disjoint shards (indices ``rank::world_size``; no padded or
+duplicated samples, unlike ``DistributedBatchSampler``) and sum the confusion matrices with
+``all_reduce``, so the metrics equal a single-process evaluation exactly.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, ContextManager, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
@@ -20,14 +24,19 @@ import paddle.nn as nn
 from paddle_stdc.engine.inference import EvalProtocol, infer_logits
 from paddle_stdc.engine.logging import format_eta
 from paddle_stdc.engine.metrics import SegMetrics, confusion_matrix
-from paddle_stdc.engine.runtime import on_gpu
+from paddle_stdc.engine.runtime import PRECISIONS, on_gpu
 
-logger = logging.getLogger("paddle_stdc")
+_LOGGER_NAME = "paddle_stdc"
+_cpu_precision_noted = False  # the "no AMP on CPU" note is logged once per process
 
 
 @dataclass
 class EvalResult:
-    """Metrics of one evaluation, the protocol that produced them, and a few predictions."""
+    """Metrics of one evaluation, the protocol that produced them, and a few predictions.
+
+    ``samples`` holds (dataset index, prediction uint8 (H, W), label (H, W)) of the first
+    ``num_vis`` images this process evaluated (for VisualDL images).
+    """
 
     metrics: SegMetrics
     confusion: np.ndarray
@@ -52,31 +61,103 @@ class EvalResult:
         return self.metrics.class_iou
 
     def summary(self) -> str:
-        return (
-            f"#Images: {self.num_samples} mIoU: {self.miou:.4f} Acc: {self.acc:.4f} "
-            f"Kappa: {self.kappa:.4f} [{self.protocol}]"
-        )
+        """One log line with the image count, the metrics and the protocol."""
+        return f"#Images: {self.num_samples} {self.metrics.summary()} [{self.protocol}]"
 
 
-def _autocast(precision: str):
-    if precision == "fp32" or not on_gpu():
-        return contextlib.nullcontext()
+def describe_protocol(
+    eval_scale: float = 1.0,
+    aug_eval: bool = False,
+    scales: Union[float, Sequence[float]] = 1.0,
+    flip_horizontal: bool = False,
+    flip_vertical: bool = False,
+    is_slide: bool = False,
+    crop_size: Optional[Sequence[int]] = None,
+    stride: Optional[Sequence[int]] = None,
+) -> str:
+    """Label for reported numbers, e.g. 'full resolution' or 'Seg50 (0.5x input), flip'."""
+    return EvalProtocol(
+        eval_scale=eval_scale,
+        aug_eval=aug_eval,
+        scales=scales,
+        flip_horizontal=flip_horizontal,
+        flip_vertical=flip_vertical,
+        is_slide=is_slide,
+        crop_size=crop_size,
+        stride=stride,
+    ).describe()
+
+
+def _autocast_factory(precision: str, log: logging.Logger) -> Callable[[], ContextManager]:
+    """A maker of fresh autocast contexts (Paddle's is single-use) for ``precision``."""
+    global _cpu_precision_noted
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext
+    if not on_gpu():
+        if not _cpu_precision_noted:
+            log.info(
+                "precision=%s: paddle.amp is GPU-only, evaluating in fp32 on %s",
+                precision,
+                paddle.get_device(),
+            )
+            _cpu_precision_noted = True
+        return contextlib.nullcontext
     dtype = "float16" if precision == "fp16" else "bfloat16"
-    return paddle.amp.auto_cast(enable=True, level="O1", dtype=dtype)
-
-
-def _shard_loader(dataset: paddle.io.Dataset, num_workers: int) -> paddle.io.DataLoader:
-    rank, world = paddle.distributed.get_rank(), paddle.distributed.get_world_size()
-    if world > 1:
-        dataset = paddle.io.Subset(dataset, list(range(rank, len(dataset), world)))
-    return paddle.io.DataLoader(
-        dataset, batch_size=1, shuffle=False, num_workers=num_workers, return_list=True
+    return lambda: paddle.amp.auto_cast(
+        enable=True, level="O1", dtype=dtype, custom_black_list={"bilinear_interp_v2"}
     )
 
 
-def _all_reduce(cm: np.ndarray, count: int) -> Tuple[np.ndarray, int]:
-    if paddle.distributed.get_world_size() <= 1:
-        return cm, count
+def _shard(num_samples: int) -> Tuple[List[int], int, int]:
+    """This process's dataset indices (rank::world_size), its rank and the world size."""
+    world = paddle.distributed.get_world_size()
+    if world <= 1:
+        return list(range(num_samples)), 0, 1
+    rank = paddle.distributed.get_rank()
+    return list(range(rank, num_samples, world)), rank, world
+
+
+def _label_2d(label: Any) -> np.ndarray:
+    label = label.numpy() if hasattr(label, "numpy") else np.asarray(label)
+    return label.reshape(label.shape[-2:]) if label.ndim > 2 else label
+
+
+def _samples(
+    dataset: paddle.io.Dataset, indices: List[int], num_workers: int
+) -> Iterator[Tuple[int, paddle.Tensor, np.ndarray, Any]]:
+    """(dataset index, img (1, 3, H, W), label (H, W), trans_info) per sample.
+
+    With ``num_workers == 0`` samples are read in this thread: Paddle 3's single-process
+    DataLoader hangs forever when the dataset raises (e.g. an unreadable label file).
+    Worker processes go through a DataLoader, whose collated trans_info
+    :func:`~paddle_stdc.engine.inference.reverse_transform` also reads.
+    """
+    if num_workers <= 0:
+        for index in indices:
+            data = dataset[index]
+            if not isinstance(data, dict):
+                raise TypeError(
+                    f"expected PaddleSeg val-mode samples (dicts with 'img', 'label', "
+                    f"'trans_info'), got {type(data).__name__}"
+                )
+            img = data["img"]
+            img = img.unsqueeze(0) if hasattr(img, "unsqueeze") else paddle.to_tensor(img[None])
+            yield index, img, _label_2d(data["label"]), data.get("trans_info")
+        return
+    subset = dataset if len(indices) == len(dataset) else paddle.io.Subset(dataset, indices)
+    loader = paddle.io.DataLoader(
+        subset, batch_size=1, shuffle=False, num_workers=num_workers, return_list=True
+    )
+    for index, data in zip(indices, loader):
+        yield index, data["img"], _label_2d(data["label"]), data.get("trans_info")
+
+
+def _sum_over_processes(cm: np.ndarray, count: int) -> Tuple[np.ndarray, int]:
+    """Sum confusion matrices and sample counts of all processes (one int64 all_reduce)."""
+    if not paddle.distributed.is_initialized():
+        paddle.distributed.init_parallel_env()
     tensor = paddle.to_tensor(np.append(cm.reshape(-1), count).astype(np.int64))
     paddle.distributed.all_reduce(tensor)
     flat = tensor.numpy()
@@ -89,54 +170,91 @@ def evaluate(
     *,
     num_classes: Optional[int] = None,
     ignore_index: Optional[int] = None,
+    eval_scale: float = 1.0,
+    aug_eval: bool = False,
+    scales: Union[float, Sequence[float]] = 1.0,
+    flip_horizontal: bool = False,
+    flip_vertical: bool = False,
+    is_slide: bool = False,
+    crop_size: Optional[Sequence[int]] = None,
+    stride: Optional[Sequence[int]] = None,
     precision: str = "fp32",
     num_workers: int = 0,
     num_vis: int = 0,
     print_detail: bool = True,
-    **protocol_options: Any,
+    logger: Optional[logging.Logger] = None,
 ) -> EvalResult:
-    """Evaluate ``model`` on ``dataset``.
+    """Evaluate ``model`` on ``dataset`` (batch size 1) and return metrics with their protocol.
 
-    ``protocol_options`` are the fields of :class:`EvalProtocol` (PaddleSeg's ``test_config``
-    keys: ``aug_eval``, ``scales``, ``flip_horizontal``, ``is_slide`` ..., plus ``eval_scale``).
+    Protocol options are PaddleSeg's ``test_config`` keys plus ``eval_scale`` (0.5/0.75 =
+    the paper's Seg50/Seg75); see :func:`paddle_stdc.engine.inference.infer_logits`.
+    ``num_classes``/``ignore_index`` default to the dataset's attributes. The model runs in
+    eval mode without gradients; its train/eval mode is restored afterwards.
     """
-    num_classes = num_classes if num_classes is not None else dataset.num_classes
-    ignore_index = ignore_index if ignore_index is not None else dataset.ignore_index
-    protocol = EvalProtocol.from_dict(protocol_options)
-    loader = _shard_loader(dataset, num_workers)
-    total = len(loader)
-    if precision != "fp32" and not on_gpu():
-        logger.warning("precision=%s has no effect on CPU; evaluating in fp32", precision)
-    if print_detail:
-        logger.info("Start evaluating (%d samples, %s)...", len(dataset), protocol.describe())
+    log = logger or logging.getLogger(_LOGGER_NAME)
+    protocol = EvalProtocol(
+        eval_scale=eval_scale,
+        aug_eval=aug_eval,
+        scales=scales,
+        flip_horizontal=flip_horizontal,
+        flip_vertical=flip_vertical,
+        is_slide=is_slide,
+        crop_size=crop_size,
+        stride=stride,
+    )
+    if num_classes is None:
+        num_classes = getattr(dataset, "num_classes", None)
+        if num_classes is None:
+            raise ValueError("num_classes is required: the dataset has no `num_classes`")
+    if ignore_index is None:
+        ignore_index = getattr(dataset, "ignore_index", 255)
+    label_text = protocol.describe()
+    amp = _autocast_factory(precision, log)  # validates precision before any work
 
-    was_training = model.training
-    model.eval()
+    indices, rank, world = _shard(len(dataset))
+    total = len(indices)
+    verbose = print_detail and rank == 0
+    if verbose:
+        where = f" ({total} on this process of {world})" if world > 1 else ""
+        log.info("[EVAL] Start evaluating %d samples%s, %s", len(dataset), where, label_text)
+
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     samples: List[Tuple[int, np.ndarray, np.ndarray]] = []
-    start, count = time.time(), 0
+    pred_dtype = np.uint8 if num_classes <= 256 else np.int32
+    log_every = max(1, round(total / 10))
+    was_training = model.training
+    model.eval()
+    start = time.time()
+    done = 0
     try:
         with paddle.no_grad():
-            for idx, data in enumerate(loader):
-                with _autocast(precision):
-                    logits = infer_logits(model, data["img"], data.get("trans_info"), protocol)
+            for index, img, label, trans_info in _samples(dataset, indices, num_workers):
+                with amp():
+                    logits = infer_logits(model, img, trans_info, protocol)
                 pred = paddle.argmax(logits, axis=1).numpy()[0]
-                label = data["label"].numpy().reshape(pred.shape)
                 cm += confusion_matrix(pred, label, num_classes, ignore_index)
-                count += 1
+                done += 1
                 if len(samples) < num_vis:
-                    samples.append((idx, pred.astype(np.uint8), label))
-                if print_detail and (idx + 1) % max(1, total // 10) == 0:
-                    per_sample = (time.time() - start) / (idx + 1)
-                    eta = format_eta(per_sample * (total - idx - 1))
-                    logger.info(
-                        "[EVAL] %d/%d, %.3f s/sample | ETA %s", idx + 1, total, per_sample, eta
+                    samples.append((index, pred.astype(pred_dtype), label))
+                if verbose and (done % log_every == 0 or done == total):
+                    speed = done / max(time.time() - start, 1e-9)
+                    log.info(
+                        "[EVAL] %d/%d samples (%d%%), %.2f samples/s | ETA %s",
+                        done,
+                        total,
+                        100 * done // total,
+                        speed,
+                        format_eta((total - done) / speed),
                     )
     finally:
         if was_training:
             model.train()
-    cm, count = _all_reduce(cm, count)
-    result = EvalResult(SegMetrics.from_confusion(cm), cm, count, protocol.describe(), samples)
-    if print_detail:
-        logger.info("[EVAL] %s", result.summary())
+        else:
+            model.eval()
+
+    if world > 1:
+        cm, done = _sum_over_processes(cm, done)
+    result = EvalResult(SegMetrics.from_confusion(cm), cm, done, label_text, samples)
+    if verbose:
+        log.info("[EVAL] %s", result.summary())
     return result
