@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ContextManager, Iterator, List, Optional, Tuple
 
 import numpy as np
 import paddle
@@ -65,27 +65,12 @@ class EvalResult:
         return f"#Images: {self.num_samples} {self.metrics.summary()} [{self.protocol}]"
 
 
-def describe_protocol(
-    eval_scale: float = 1.0,
-    aug_eval: bool = False,
-    scales: Union[float, Sequence[float]] = 1.0,
-    flip_horizontal: bool = False,
-    flip_vertical: bool = False,
-    is_slide: bool = False,
-    crop_size: Optional[Sequence[int]] = None,
-    stride: Optional[Sequence[int]] = None,
-) -> str:
-    """Label for reported numbers, e.g. 'full resolution' or 'Seg50 (0.5x input), flip'."""
-    return EvalProtocol(
-        eval_scale=eval_scale,
-        aug_eval=aug_eval,
-        scales=scales,
-        flip_horizontal=flip_horizontal,
-        flip_vertical=flip_vertical,
-        is_slide=is_slide,
-        crop_size=crop_size,
-        stride=stride,
-    ).describe()
+def describe_protocol(**options: Any) -> str:
+    """Label for reported numbers, e.g. 'full resolution' or 'Seg50 (0.5x input), flip'.
+
+    ``options`` are the fields of :class:`EvalProtocol`.
+    """
+    return EvalProtocol(**options).describe()
 
 
 def _autocast_factory(precision: str, log: logging.Logger) -> Callable[[], ContextManager]:
@@ -170,38 +155,23 @@ def evaluate(
     *,
     num_classes: Optional[int] = None,
     ignore_index: Optional[int] = None,
-    eval_scale: float = 1.0,
-    aug_eval: bool = False,
-    scales: Union[float, Sequence[float]] = 1.0,
-    flip_horizontal: bool = False,
-    flip_vertical: bool = False,
-    is_slide: bool = False,
-    crop_size: Optional[Sequence[int]] = None,
-    stride: Optional[Sequence[int]] = None,
     precision: str = "fp32",
     num_workers: int = 0,
     num_vis: int = 0,
     print_detail: bool = True,
     logger: Optional[logging.Logger] = None,
+    **protocol_options: Any,
 ) -> EvalResult:
     """Evaluate ``model`` on ``dataset`` (batch size 1) and return metrics with their protocol.
 
-    Protocol options are PaddleSeg's ``test_config`` keys plus ``eval_scale`` (0.5/0.75 =
-    the paper's Seg50/Seg75); see :func:`paddle_stdc.engine.inference.infer_logits`.
+    ``protocol_options`` are the fields of :class:`EvalProtocol`: PaddleSeg's ``test_config``
+    keys plus ``eval_scale`` (0.5/0.75 = the paper's Seg50/Seg75); see
+    :func:`paddle_stdc.engine.inference.infer_logits`.
     ``num_classes``/``ignore_index`` default to the dataset's attributes. The model runs in
     eval mode without gradients; its train/eval mode is restored afterwards.
     """
     log = logger or logging.getLogger(_LOGGER_NAME)
-    protocol = EvalProtocol(
-        eval_scale=eval_scale,
-        aug_eval=aug_eval,
-        scales=scales,
-        flip_horizontal=flip_horizontal,
-        flip_vertical=flip_vertical,
-        is_slide=is_slide,
-        crop_size=crop_size,
-        stride=stride,
-    )
+    protocol = EvalProtocol(**protocol_options)  # TypeError names a misspelled option
     if num_classes is None:
         num_classes = getattr(dataset, "num_classes", None)
         if num_classes is None:

@@ -291,37 +291,21 @@ def infer_logits(
     x: paddle.Tensor,
     trans_info: Any = None,
     protocol: Optional[EvalProtocol] = None,
-    *,
-    eval_scale: float = 1.0,
-    aug_eval: bool = False,
-    scales: Union[float, Sequence[float]] = 1.0,
-    flip_horizontal: bool = False,
-    flip_vertical: bool = False,
-    is_slide: bool = False,
-    crop_size: Optional[Size2] = None,
-    stride: Optional[Size2] = None,
+    **options: Any,
 ) -> paddle.Tensor:
     """Float32 logits (N, K, H0, W0) at the original (label) resolution.
 
-    Options come either as keywords or as one :class:`EvalProtocol` (not both).
+    Options come either as keywords (the fields of :class:`EvalProtocol`) or as one
+    :class:`EvalProtocol` (not both).
     ``eval_scale`` != 1 is the paper's Seg50/Seg75: the input is resized to
     ``floor(size * eval_scale)`` and the logits back to the input size, both bilinear with
     align_corners=True as in the STDC-Seg reference evaluation. Then ``trans_info`` (val
     paddings/resizes) is undone.
     """
-    options = EvalProtocol(
-        eval_scale=eval_scale,
-        aug_eval=aug_eval,
-        scales=scales,
-        flip_horizontal=flip_horizontal,
-        flip_vertical=flip_vertical,
-        is_slide=is_slide,
-        crop_size=crop_size,
-        stride=stride,
-    )
+    from_keywords = EvalProtocol(**options)
     if protocol is None:
-        protocol = options
-    elif options != EvalProtocol():
+        protocol = from_keywords
+    elif from_keywords != EvalProtocol():
         raise TypeError("pass evaluation options either as `protocol` or as keywords, not both")
 
     size = list(x.shape[2:])
