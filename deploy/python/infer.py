@@ -4,6 +4,8 @@
         --save_dir output/infer [--device gpu --use_trt --precision fp16 \
         --min_shape 1 3 512 1024 --opt_shape 1 3 1024 2048 --max_shape 1 3 1024 2048]
     python deploy/python/infer.py --export_dir output/export --benchmark --shape 1 3 512 1024
+    python deploy/python/infer.py --export_dir output/export --backend onnxruntime \
+        --precision int8 --image_path images/     # after deploy/python/quantize.py
 
 Needs only the export folder, paddle(-gpu), NumPy, OpenCV and PyYAML.
 """
@@ -20,7 +22,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predictor import Predictor, RuntimeOptions, benchmark  # noqa: E402
+from predictor import OnnxPredictor, Predictor, RuntimeOptions, benchmark  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -35,6 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "bf16"],
                    help="TensorRT precision on GPU; bf16 = oneDNN bfloat16 on CPU")  # fmt: skip
     p.add_argument("--cpu_threads", type=int, default=2)
+    p.add_argument("--backend", default="paddle", choices=["paddle", "onnxruntime"],
+                   help="onnxruntime runs model.onnx, or with --precision int8 the model "
+                   "written by deploy/python/quantize.py (CPU)")  # fmt: skip
     p.add_argument("--enable_mkldnn", dest="enable_mkldnn", action="store_true", default=True)
     p.add_argument("--disable_mkldnn", dest="enable_mkldnn", action="store_false")
     p.add_argument("--batch_size", type=int, default=1)
@@ -87,7 +92,10 @@ def main(argv=None) -> None:
         use_trt=args.use_trt, precision=args.precision, min_shape=args.min_shape,
         opt_shape=args.opt_shape, max_shape=args.max_shape, shape_range_file=args.shape_range_file,
     )  # fmt: skip
-    predictor = Predictor(args.export_dir, options)
+    if args.backend == "onnxruntime":
+        predictor = OnnxPredictor(args.export_dir, args.precision, args.cpu_threads)
+    else:
+        predictor = Predictor(args.export_dir, options)
     if args.benchmark:
         print(json.dumps(benchmark(predictor, args.shape, args.warmup, args.repeats)))
         return

@@ -42,8 +42,10 @@ def load_deploy_config(export_dir: str | Path) -> Dict[str, Any]:
             raise DeployConfigError(f"{path}: key Deploy.{key} is missing")
     if deploy["output_op"] not in ("argmax", "softmax", "none"):
         raise DeployConfigError(f"{path}: Deploy.output_op {deploy['output_op']!r} is unknown")
-    for key in ("model", "params"):
-        if not (Path(export_dir) / deploy[key]).is_file():
+    for key in ("model", "params", "onnx", "onnx_int8"):
+        if (key in ("model", "params") or deploy.get(key)) and not (
+            Path(export_dir) / deploy[key]
+        ).is_file():
             raise DeployConfigError(f"{path}: Deploy.{key} file {deploy[key]} does not exist")
     for t in deploy["transforms"]:
         if t.get("type") not in ("Normalize", "Resize", "Padding"):
@@ -160,30 +162,17 @@ def _enable_trt(cfg, pi, opts: RuntimeOptions) -> None:
         )
 
 
-class Predictor:
-    """Runs an exported model on BGR images and returns class-id masks at their size."""
+class _MaskPredictor:
+    """Shared pre/post-processing: subclasses only implement ``run`` on a float32 batch."""
 
-    def __init__(self, export_dir: str | Path, options: Optional[RuntimeOptions] = None) -> None:
-        import paddle.inference as pi
+    export_dir: Path
+    deploy: Dict[str, Any]
 
-        self.export_dir = Path(export_dir)
-        self.deploy = load_deploy_config(self.export_dir)
-        self.options = options or RuntimeOptions()
-        self._predictor = pi.create_predictor(
-            paddle_config(self.export_dir, self.deploy, self.options)
-        )
-        self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
-        self._output_name = self._predictor.get_output_names()[0]
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Raw network output for an (N, 3, H, W) float32 batch."""
-        self._input.reshape(list(batch.shape))
-        self._input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
-        self._predictor.run()
-        return self._predictor.get_output_handle(self._output_name).copy_to_cpu()
+    def run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _masks(self, out: np.ndarray) -> np.ndarray:
-        if self.deploy["output_op"] == "argmax":
+        if out.ndim == 3:  # the export's argmax output op, (N, H, W)
             return out.astype(np.int32)
         return out.argmax(axis=1).astype(np.int32)
 
@@ -204,6 +193,60 @@ class Predictor:
                 masks[idx] = postprocess(out[k], prepared[idx].undo).astype(np.uint8)
             start += len(group)
         return masks  # type: ignore[return-value]
+
+
+class Predictor(_MaskPredictor):
+    """Runs an exported model with Paddle Inference; returns class-id masks at image size."""
+
+    def __init__(self, export_dir: str | Path, options: Optional[RuntimeOptions] = None) -> None:
+        import paddle.inference as pi
+
+        self.export_dir = Path(export_dir)
+        self.deploy = load_deploy_config(self.export_dir)
+        self.options = options or RuntimeOptions()
+        self._predictor = pi.create_predictor(
+            paddle_config(self.export_dir, self.deploy, self.options)
+        )
+        self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
+        self._output_name = self._predictor.get_output_names()[0]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Raw network output for an (N, 3, H, W) float32 batch."""
+        self._input.reshape(list(batch.shape))
+        self._input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
+        self._predictor.run()
+        return self._predictor.get_output_handle(self._output_name).copy_to_cpu()
+
+
+class OnnxPredictor(_MaskPredictor):
+    """The same export run by ONNX Runtime: ``model.onnx`` (fp32) or ``model_int8.onnx``.
+
+    ``precision="int8"`` needs ``deploy/python/quantize.py`` to have written the INT8 model.
+    """
+
+    def __init__(self, export_dir: str | Path, precision: str = "fp32", threads: int = 2) -> None:
+        import onnxruntime as ort
+
+        self.export_dir = Path(export_dir)
+        self.deploy = load_deploy_config(self.export_dir)
+        key = {"fp32": "onnx", "int8": "onnx_int8"}.get(precision)
+        if key is None:
+            raise ValueError(f"ONNX Runtime precision {precision!r}: use fp32 or int8")
+        if not self.deploy.get(key):
+            hint = ("export with --format onnx" if key == "onnx"
+                    else "run deploy/python/quantize.py on this export first")  # fmt: skip
+            raise DeployConfigError(f"{self.export_dir / 'deploy.yaml'}: no Deploy.{key}; {hint}")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        self._session = ort.InferenceSession(
+            str(self.export_dir / self.deploy[key]), so, providers=["CPUExecutionProvider"]
+        )
+        self._input_name = self._session.get_inputs()[0].name
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Raw network output for an (N, 3, H, W) float32 batch."""
+        feed = {self._input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+        return self._session.run(None, feed)[0]
 
 
 def benchmark(
