@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,48 @@ def synthetic_root(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("synthetic_cityscapes")
     return make_synthetic_cityscapes(root, num_train=4, num_val=2, size=(128, 64), seed=0)
+
+
+TINY = """
+_base_: {base}
+batch_size: 2
+iters: 4
+train_dataset:
+  dataset_root: {root}
+  transforms:
+    - type: RandomPaddingCrop
+      crop_size: [64, 64]
+    - type: RandomHorizontalFlip
+    - type: RandomDistort
+      brightness_range: 0.4
+    - type: Normalize
+val_dataset:
+  dataset_root: {root}
+loss:
+  types:
+    - type: OhemCrossEntropyLoss
+      min_kept: 100
+    - type: OhemCrossEntropyLoss
+      min_kept: 100
+    - type: OhemCrossEntropyLoss
+      min_kept: 100
+    - type: DetailAggregateLoss
+  coef: [1, 1, 1, 1]
+"""
+
+
+@pytest.fixture()
+def tiny_config(tmp_path, synthetic_root) -> Path:
+    """A 4-iteration STDC1 config on the session's generated data."""
+    base = ROOT / "configs" / "quickstart" / "stdc1_seg_synthetic_512x256.yml"
+    path = tmp_path / "tiny.yml"
+    path.write_text(TINY.format(base=base, root=synthetic_root))
+    return path
+
+
+@pytest.fixture()
+def own_root(tmp_path, synthetic_root) -> Path:
+    """A private copy of the generated data, for tests that damage files."""
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    return root

@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from .conftest import ROOT
-from .test_train_e2e import TINY
+from .conftest import ROOT, TINY
 
 
 def _tool(name: str, *args: str) -> str:

@@ -17,41 +17,6 @@ from paddle_stdc.utils.visualize import palette_for
 
 from .conftest import ROOT
 
-TINY = """
-_base_: {base}
-batch_size: 2
-iters: 4
-train_dataset:
-  dataset_root: {root}
-  transforms:
-    - type: RandomPaddingCrop
-      crop_size: [64, 64]
-    - type: RandomHorizontalFlip
-    - type: RandomDistort
-      brightness_range: 0.4
-    - type: Normalize
-val_dataset:
-  dataset_root: {root}
-loss:
-  types:
-    - type: OhemCrossEntropyLoss
-      min_kept: 100
-    - type: OhemCrossEntropyLoss
-      min_kept: 100
-    - type: OhemCrossEntropyLoss
-      min_kept: 100
-    - type: DetailAggregateLoss
-  coef: [1, 1, 1, 1]
-"""
-
-
-@pytest.fixture()
-def tiny_config(tmp_path, synthetic_root) -> Path:
-    base = ROOT / "configs" / "quickstart" / "stdc1_seg_synthetic_512x256.yml"
-    path = tmp_path / "tiny.yml"
-    path.write_text(TINY.format(base=base, root=synthetic_root))
-    return path
-
 
 def _run(config: Path, save_dir: Path, iters: int, resume=None, **kw):
     builder = Builder(load_config(str(config), iters=iters, pretrained=False))

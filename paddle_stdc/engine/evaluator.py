@@ -21,6 +21,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from paddle_stdc.data.loading import CapturingDataset, collate_or_error, raise_if_failed
 from paddle_stdc.engine.inference import EvalProtocol, infer_logits
 from paddle_stdc.engine.logging import format_eta
 from paddle_stdc.engine.metrics import SegMetrics, confusion_matrix
@@ -116,7 +117,8 @@ def _samples(
 
     With ``num_workers == 0`` samples are read in this thread: Paddle 3's single-process
     DataLoader hangs forever when the dataset raises (e.g. an unreadable label file).
-    Worker processes go through a DataLoader, whose collated trans_info
+    Worker processes go through a DataLoader (loading errors re-raised here with their
+    message, see :mod:`paddle_stdc.data.loading`), whose collated trans_info
     :func:`~paddle_stdc.engine.inference.reverse_transform` also reads.
     """
     if num_workers <= 0:
@@ -133,9 +135,11 @@ def _samples(
         return
     subset = dataset if len(indices) == len(dataset) else paddle.io.Subset(dataset, indices)
     loader = paddle.io.DataLoader(
-        subset, batch_size=1, shuffle=False, num_workers=num_workers, return_list=True
-    )
+        CapturingDataset(subset), batch_size=1, shuffle=False, num_workers=num_workers,
+        return_list=True, collate_fn=collate_or_error,
+    )  # fmt: skip
     for index, data in zip(indices, loader):
+        data = raise_if_failed(data)
         yield index, data["img"], _label_2d(data["label"]), data.get("trans_info")
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
+from paddle_stdc.data.loading import collate_or_error, error_record, raise_if_failed
 from paddle_stdc.engine.checkpoint import (
     TrainState,
     load_checkpoint,
@@ -88,7 +89,10 @@ class SeededDataset(paddle.io.Dataset):
         sample_seed = (self.seed * 1_000_003 + int(virtual_index)) % 2**32
         np.random.seed(sample_seed)
         random.seed(sample_seed)
-        return self.dataset[int(virtual_index) % len(self.dataset)]
+        try:
+            return self.dataset[int(virtual_index) % len(self.dataset)]
+        except Exception as err:  # noqa: BLE001  (re-raised by the training loop, no hang)
+            return error_record(err)
 
 
 class ResumableBatchSampler(paddle.io.BatchSampler):
@@ -140,6 +144,7 @@ def build_train_loader(
         batch_sampler=sampler,
         num_workers=num_workers,
         return_list=True,
+        collate_fn=collate_or_error,
     )
 
 
@@ -240,7 +245,7 @@ def train(builder: Builder, options: TrainOptions) -> TrainResult:
     tic = time.time()
     for it, data in zip(range(state.iteration + 1, iters + 1), loader):
         meter.reader_done(time.time() - tic)
-        labels = data["label"].astype("int64")
+        labels = raise_if_failed(data)["label"].astype("int64")
         # Dropout draws from Paddle's generator: seed it per step so a resumed run matches.
         paddle.seed((state.data_seed * 1_000_003 + it * 7919 + info.rank) % 2**31)
         loss_list = train_step(model, losses, optimizer, data["img"], labels, amp)

@@ -1,0 +1,282 @@
+"""Datasets that check their files: PaddleSeg's ``Dataset``, ``Cityscapes`` and ``PascalVOC``.
+
+Registered over PaddleSeg's names, so existing YAML configs get them. What changes against
+PaddleSeg 2.8, and why:
+
+* Cityscapes pairs images and labels by their ``<city>_<seq>_<frame>`` stem; PaddleSeg zips
+  two sorted lists, so one missing label silently shifts every later pair.
+* A missing ``dataset_root`` is an error; PaddleSeg's ``PascalVOC`` starts a download.
+* Every sample is read with checks: missing or undecodable image/label, label values outside
+  ``[0, num_classes) ∪ {ignore_index}``, image/label size mismatch -> :class:`DataError`
+  naming the file. ``on_error: skip`` instead skips the sample (reading the next one), logs it
+  and counts it in :attr:`CheckedDatasetMixin.skipped`.
+
+Samples are handed to PaddleSeg's ``Compose`` as it would read them itself (BGR float32 image,
+label as ``np.asarray(Image.open(path))``), so the transforms behave exactly as in PaddleSeg.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import paddleseg.datasets as psd
+import paddleseg.transforms.functional as F
+from PIL import Image
+
+from paddle_stdc.registry import register_dataset
+
+logger = logging.getLogger("paddle_stdc")
+
+ON_ERROR = ("raise", "skip")
+
+
+class DataError(ValueError):
+    """A sample's file is missing, unreadable or inconsistent; the message names the file."""
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_image(path: str, channels: int = 3) -> np.ndarray:
+    """The image at ``path`` as uint8 (H, W, 3) BGR (or (H, W) for ``channels=1``)."""
+    if not os.path.isfile(path):
+        raise DataError(f"image file {path} does not exist")
+    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    image = cv2.imread(path, flag)
+    if image is None or image.size == 0:
+        raise DataError(f"image file {path} cannot be decoded (corrupt, empty or not an image)")
+    return image
+
+
+def read_label(path: str) -> np.ndarray:
+    """Class ids (H, W) from a single-channel or palette PNG, as PaddleSeg reads labels."""
+    if not os.path.isfile(path):
+        raise DataError(f"label file {path} does not exist")
+    try:
+        with Image.open(path) as img:
+            label = np.asarray(img)
+    except Exception as err:  # noqa: BLE001  (PIL raises many types for broken files)
+        raise DataError(f"label file {path} cannot be decoded: {err}") from err
+    if label.ndim != 2:
+        raise DataError(
+            f"label file {path} has shape {label.shape}; labels must be single-channel class "
+            "ids (grey or palette PNG), not colour images: convert colours to ids first"
+        )
+    return label
+
+
+def bad_label_values(label: np.ndarray, num_classes: int, ignore_index: int) -> List[int]:
+    """Label values outside ``[0, num_classes) ∪ {ignore_index}`` (sorted)."""
+    if label.dtype == np.uint8:
+        present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
+    else:
+        present = np.unique(label)
+    return [int(v) for v in present if not (0 <= v < num_classes or v == ignore_index)]
+
+
+def check_pair(
+    image: np.ndarray, label: np.ndarray, label_path: str, num_classes: int, ignore_index: int
+) -> None:
+    """Raise :class:`DataError` for a size mismatch or out-of-range label values."""
+    if image.shape[:2] != label.shape[:2]:
+        raise DataError(
+            f"label file {label_path} is {label.shape[1]}x{label.shape[0]} (WxH) but its image "
+            f"is {image.shape[1]}x{image.shape[0]}"
+        )
+    bad = bad_label_values(label, num_classes, ignore_index)
+    if bad:
+        shown = ", ".join(map(str, bad[:8])) + (" ..." if len(bad) > 8 else "")
+        raise DataError(
+            f"label file {label_path} has values {shown} outside [0, {num_classes}) and "
+            f"ignore_index {ignore_index}: fix num_classes, map those values to "
+            f"{ignore_index}, or set on_error: skip"
+        )
+
+
+# ----------------------------------------------------------------------------- pairing
+
+
+def _stem(path: str, suffix: str) -> str:
+    name = os.path.basename(path)
+    return name[: -len(suffix)] if suffix and name.endswith(suffix) else os.path.splitext(name)[0]
+
+
+def pair_by_stem(
+    images: Iterable[str],
+    labels: Iterable[str],
+    image_suffix: str,
+    label_suffix: str,
+    on_error: str = "raise",
+) -> List[List[str]]:
+    """``[image, label]`` pairs matched by the file name without its suffix (sorted).
+
+    An image without a label (or a label without an image) is an error naming the files,
+    or with ``on_error='skip'`` a logged warning, and the unmatched files are left out.
+    """
+    by_stem_img = {_stem(p, image_suffix): p for p in images}
+    by_stem_lbl = {_stem(p, label_suffix): p for p in labels}
+    no_label = sorted(set(by_stem_img) - set(by_stem_lbl))
+    no_image = sorted(set(by_stem_lbl) - set(by_stem_img))
+    problems = [f"image {by_stem_img[s]} has no label *{s}{label_suffix}" for s in no_label]
+    problems += [f"label {by_stem_lbl[s]} has no image *{s}{image_suffix}" for s in no_image]
+    if problems:
+        text = "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")  # fmt: skip
+        if on_error == "raise":
+            raise DataError(f"{len(problems)} unpaired files: {text}")
+        logger.warning("skipping %d unpaired files: %s", len(problems), text)
+    return [[by_stem_img[s], by_stem_lbl[s]] for s in sorted(set(by_stem_img) & set(by_stem_lbl))]
+
+
+def _missing_files(file_list: Sequence[Sequence[Optional[str]]]) -> List[str]:
+    return [p for pair in file_list for p in pair if p is not None and not os.path.isfile(p)]
+
+
+def _require_root(root: Optional[str], cls: str, hint: str) -> str:
+    if not root or not os.path.isdir(root):
+        raise FileNotFoundError(
+            f"{cls}: dataset_root {root!r} does not exist. paddle_stdc never downloads "
+            f"datasets; {hint}"
+        )
+    return root
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+class CheckedDatasetMixin:
+    """Checked reading for PaddleSeg datasets (``file_list``, ``transforms``, ``mode``)."""
+
+    file_list: List[List[Optional[str]]]
+    on_error: str = "raise"
+
+    def _init_checks(self, on_error: str) -> None:
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        self.on_error = on_error
+        self.skipped: List[Tuple[str, str]] = []
+        missing = _missing_files(self.file_list)
+        if missing:
+            text = ", ".join(missing[:5]) + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else "")  # fmt: skip
+            if on_error == "raise":
+                raise DataError(f"{type(self).__name__} ({self.mode}): missing files: {text}")
+            logger.warning("%s: skipping samples with missing files: %s", type(self).__name__, text)
+            gone = set(missing)
+            self.file_list = [p for p in self.file_list if not (set(p) & gone)]
+        if not self.file_list:
+            raise DataError(
+                f"{type(self).__name__} ({self.mode}) under {getattr(self, 'dataset_root', '?')} "
+                "has no samples: check dataset_root, mode and the file layout"
+            )
+
+    def read_sample(self, index: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """The checked (image uint8 BGR, label or None) of sample ``index``."""
+        image_path, label_path = self.file_list[index]
+        image = read_image(image_path, getattr(self, "img_channels", 3))
+        if label_path is None:
+            return image, None
+        label = read_label(label_path)
+        check_pair(image, label, label_path, self.num_classes, self.ignore_index)
+        return image, label
+
+    def _load(self, index: int) -> Dict[str, Any]:
+        image, label = self.read_sample(index)
+        data: Dict[str, Any] = {"img": image.astype("float32"), "trans_info": [], "gt_fields": []}
+        if label is None:
+            return self.transforms(data)
+        data["label"] = label
+        if self.mode == "val":
+            data = self.transforms(data)
+            data["label"] = data["label"][np.newaxis, :, :]
+            return data
+        data["gt_fields"].append("label")
+        data = self.transforms(data)
+        if getattr(self, "edge", False):
+            data["edge"] = F.mask_to_binary_edge(
+                data["label"], radius=2, num_classes=self.num_classes
+            )
+        return data
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        for attempt in range(len(self.file_list)):
+            try:
+                return self._load((index + attempt) % len(self.file_list))
+            except DataError as err:
+                if self.on_error == "raise":
+                    raise
+                self.skipped.append((str(index + attempt), str(err)))
+                logger.warning("skipped a sample (%d so far here): %s", len(self.skipped), err)
+        raise DataError(f"{type(self).__name__}: every sample failed to load")
+
+
+@register_dataset
+class Dataset(CheckedDatasetMixin, psd.Dataset):
+    """PaddleSeg's file-list dataset (``image label`` per line), with checked reading."""
+
+    def __init__(self, *args: Any, on_error: str = "raise", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_checks(on_error)
+
+
+@register_dataset
+class Cityscapes(CheckedDatasetMixin, psd.Cityscapes):
+    """Cityscapes (``leftImg8bit/``, ``gtFine/*_labelTrainIds.png``) paired by file stem."""
+
+    IMAGE_SUFFIX = "_leftImg8bit.png"
+    LABEL_SUFFIX = "_gtFine_labelTrainIds.png"
+
+    def __init__(
+        self,
+        transforms: list,
+        dataset_root: str,
+        mode: str = "train",
+        edge: bool = False,
+        on_error: str = "raise",
+    ) -> None:
+        from paddleseg.transforms import Compose
+
+        mode = mode.lower()
+        if mode not in ("train", "val", "test"):
+            raise ValueError(f"Cityscapes mode must be train, val or test, got {mode!r}")
+        root = _require_root(dataset_root, "Cityscapes", "see README 'Data preparation'")
+        for sub in ("leftImg8bit", "gtFine"):
+            if not os.path.isdir(os.path.join(root, sub, mode)):
+                raise FileNotFoundError(f"Cityscapes: {os.path.join(root, sub, mode)} is missing")
+        self.dataset_root, self.mode, self.edge = root, mode, edge
+        self.transforms = Compose(transforms)
+        self.num_classes, self.ignore_index = self.NUM_CLASSES, self.IGNORE_INDEX
+        images = glob.glob(os.path.join(root, "leftImg8bit", mode, "*", "*" + self.IMAGE_SUFFIX))
+        labels = glob.glob(os.path.join(root, "gtFine", mode, "*", "*" + self.LABEL_SUFFIX))
+        self.file_list = pair_by_stem(
+            images, labels, self.IMAGE_SUFFIX, self.LABEL_SUFFIX, on_error
+        )
+        self._init_checks(on_error)
+
+
+@register_dataset
+class PascalVOC(CheckedDatasetMixin, psd.PascalVOC):
+    """PASCAL VOC 2012 (+ SBD ``trainaug``); a missing root is an error, never a download."""
+
+    def __init__(
+        self,
+        transforms: list,
+        dataset_root: Optional[str] = None,
+        mode: str = "train",
+        edge: bool = False,
+        on_error: str = "raise",
+    ) -> None:
+        _require_root(
+            dataset_root,
+            "PascalVOC",
+            "download VOCtrainval_11-May-2012.tar (and SBD for trainaug), extract it so that "
+            "dataset_root/VOC2012/JPEGImages exists, then point dataset_root there",
+        )
+        if not Path(dataset_root, "VOC2012").is_dir():
+            raise FileNotFoundError(f"PascalVOC: {Path(dataset_root, 'VOC2012')} is missing")
+        super().__init__(transforms, dataset_root=dataset_root, mode=mode, edge=edge)
+        self._init_checks(on_error)
