@@ -218,8 +218,26 @@ class CheckedDatasetMixin:
 class Dataset(CheckedDatasetMixin, psd.Dataset):
     """PaddleSeg's file-list dataset (``image label`` per line), with checked reading."""
 
-    def __init__(self, *args: Any, on_error: str = "raise", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        mode: str,
+        dataset_root: str,
+        transforms: list,
+        num_classes: int,
+        img_channels: int = 3,
+        train_path: Optional[str] = None,
+        val_path: Optional[str] = None,
+        test_path: Optional[str] = None,
+        separator: str = " ",
+        ignore_index: int = 255,
+        edge: bool = False,
+        on_error: str = "raise",
+    ) -> None:
+        _require_root(dataset_root, "Dataset", "check dataset_root in the config")
+        super().__init__(
+            mode, dataset_root, transforms, num_classes, img_channels, train_path, val_path,
+            test_path, separator, ignore_index, edge,
+        )  # fmt: skip
         self._init_checks(on_error)
 
 

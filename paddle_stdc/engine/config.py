@@ -16,6 +16,7 @@ import paddle.nn as nn
 from paddleseg.cvlibs import Config, SegBuilder
 
 import paddle_stdc  # noqa: F401  (registers our components before anything is built)
+from paddle_stdc.engine.validate import ConfigError
 
 
 def _null_pretrained(cfg: Any) -> Any:
@@ -42,13 +43,16 @@ def load_config(
         learning_rate / batch_size / iters: overrides of the matching top-level keys.
         pretrained: False sets every ``pretrained`` under ``model`` to None.
     """
-    cfg = Config(
-        path,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        iters=iters,
-        opts=list(opts) if opts else None,
-    )
+    try:
+        cfg = Config(
+            path,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            iters=iters,
+            opts=list(opts) if opts else None,
+        )
+    except (AssertionError, RuntimeError, ValueError) as err:  # PaddleSeg's load-time checks
+        raise ConfigError(f"{path}: {err}") from err
     if not pretrained and "model" in cfg.dic:
         cfg.dic["model"] = _null_pretrained(cfg.dic["model"])
     return cfg

@@ -33,6 +33,7 @@ from paddle_stdc.engine.config import Builder
 from paddle_stdc.engine.evaluator import EvalResult, evaluate
 from paddle_stdc.engine.logging import ProgressMeter, VisualDLWriter
 from paddle_stdc.engine.runtime import AmpSettings, dist_info
+from paddle_stdc.engine.validate import check_loss_count, validate_config
 
 logger = logging.getLogger("paddle_stdc")
 
@@ -220,7 +221,9 @@ def train(builder: Builder, options: TrainOptions) -> TrainResult:
     if options.seed is not None:
         set_seed(options.seed + info.rank)
     save_dir = Path(options.save_dir)
+    validate_config(builder.config)
     model = builder.model
+    check_loss_count(model, builder.loss)
     amp = AmpSettings.create(options.precision, options.amp_level)
     model = info.prepare_model(model)  # SyncBN + DataParallel when running multi-process
     losses = builder.loss
