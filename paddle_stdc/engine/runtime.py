@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import ContextManager, Optional
@@ -44,6 +45,42 @@ class DistInfo:
                 paddle.get_device(),
             )
         return paddle.DataParallel(model)
+
+
+def sync_buffers(model: nn.Layer) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every process.
+
+    Data-parallel training keeps parameters equal across processes, but without SyncBN each
+    process updates its own BN statistics. Syncing them before evaluation and saving makes
+    the evaluated model the saved one, so a multi-process evaluation equals a single-process
+    evaluation of the checkpoint.
+    """
+    if paddle.distributed.get_world_size() <= 1:
+        return
+    for tensor in _statistics(model):
+        paddle.distributed.broadcast(tensor, src=0)
+
+
+def _statistics(model: nn.Layer) -> list:
+    """Non-trained state: buffers and stop-gradient parameters (Paddle's BN ``_mean``,
+    ``_variance`` are parameters with ``stop_gradient=True``), in a fixed order."""
+    named = [(n, t) for n, t in model.named_parameters() if t.stop_gradient]
+    named += list(model.named_buffers())
+    return [t for _, t in sorted(named, key=lambda kv: kv[0])]
+
+
+def fingerprint(model: nn.Layer, buffers: bool = False) -> str:
+    """A short hash of the trained parameters' (or the statistics') bytes, to compare
+    processes or runs."""
+    digest = hashlib.sha256()
+    if buffers:
+        tensors = _statistics(model)
+    else:
+        trained = sorted(model.named_parameters(), key=lambda kv: kv[0])
+        tensors = [t for _, t in trained if not t.stop_gradient]
+    for value in tensors:
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def dist_info() -> DistInfo:

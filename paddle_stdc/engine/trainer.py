@@ -32,7 +32,7 @@ from paddle_stdc.engine.checkpoint import (
 from paddle_stdc.engine.config import Builder
 from paddle_stdc.engine.evaluator import EvalResult, evaluate
 from paddle_stdc.engine.logging import ProgressMeter, VisualDLWriter
-from paddle_stdc.engine.runtime import AmpSettings, dist_info
+from paddle_stdc.engine.runtime import AmpSettings, dist_info, fingerprint, sync_buffers
 from paddle_stdc.engine.validate import check_loss_count, validate_config
 
 logger = logging.getLogger("paddle_stdc")
@@ -265,12 +265,18 @@ def train(builder: Builder, options: TrainOptions) -> TrainResult:
         if it % options.log_iters == 0 and info.is_main:
             writer.train_scalars(meter.flush(it), it)
         if it % options.save_interval == 0 or it == iters:
+            sync_buffers(builder.model)
             if val_dataset is not None:
                 last_eval = _evaluate_and_log(model, val_dataset, options, state, writer, it)
             if info.is_main:
                 _checkpoint(save_dir, builder, optimizer, state, last_eval, options)
         tic = time.time()
     writer.close()
+    logger.info(
+        "[TRAIN] done at iteration %d; rank %d fingerprints: parameters %s, buffers %s",
+        state.iteration, info.rank, fingerprint(builder.model),
+        fingerprint(builder.model, buffers=True),
+    )  # fmt: skip
     return TrainResult(state=state, last_eval=last_eval, save_dir=save_dir)
 
 
