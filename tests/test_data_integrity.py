@@ -174,3 +174,31 @@ def _root_in(config: Path) -> str:
         if line.strip().startswith("dataset_root:"):
             return line.split(":", 1)[1].strip()
     raise AssertionError(f"no dataset_root in {config}")
+
+
+@pytest.mark.slow
+def test_check_dataset_tool_reports_every_problem_and_class_statistics(
+    tmp_path, own_root, tiny_config
+):
+    config = tmp_path / "check.yml"
+    config.write_text(tiny_config.read_text().replace(_root_in(tiny_config), str(own_root)))
+    tool = [sys.executable, str(ROOT / "tools" / "check_dataset.py"), "--config", str(config),
+            "--num_workers", "2"]  # fmt: skip
+    clean = subprocess.run(tool, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    assert "train_dataset (Cityscapes, train): 4 samples, 0 problems" in clean.stdout
+    assert "val_dataset (Cityscapes, val): 2 samples, 0 problems" in clean.stdout
+    assert "ignore" in clean.stdout and "128x64: 4" in clean.stdout
+
+    labels, images = _labels(own_root), _images(own_root)
+    arr = np.asarray(Image.open(labels[0])).copy()
+    arr[0, 0] = 77
+    Image.fromarray(arr).save(labels[0])
+    labels[1].unlink()
+    images[2].write_bytes(b"xx")
+    bad = subprocess.run(tool, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1
+    assert "train_dataset (Cityscapes, train): 3 samples, 3 problems" in bad.stdout
+    for needle in (f"{images[1]} has no label", f"{labels[0]} has values 77",
+                   f"{images[2]} cannot be decoded"):  # fmt: skip
+        assert needle in bad.stdout, bad.stdout

@@ -113,23 +113,27 @@ def pair_by_stem(
     image_suffix: str,
     label_suffix: str,
     on_error: str = "raise",
+    problems: Optional[List[str]] = None,
 ) -> List[List[str]]:
     """``[image, label]`` pairs matched by the file name without its suffix (sorted).
 
     An image without a label (or a label without an image) is an error naming the files,
-    or with ``on_error='skip'`` a logged warning, and the unmatched files are left out.
+    or with ``on_error='skip'`` a logged warning (appended to ``problems`` if given), and the
+    unmatched files are left out.
     """
     by_stem_img = {_stem(p, image_suffix): p for p in images}
     by_stem_lbl = {_stem(p, label_suffix): p for p in labels}
     no_label = sorted(set(by_stem_img) - set(by_stem_lbl))
     no_image = sorted(set(by_stem_lbl) - set(by_stem_img))
-    problems = [f"image {by_stem_img[s]} has no label *{s}{label_suffix}" for s in no_label]
-    problems += [f"label {by_stem_lbl[s]} has no image *{s}{image_suffix}" for s in no_image]
-    if problems:
-        text = "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")  # fmt: skip
+    found = [f"image {by_stem_img[s]} has no label *{s}{label_suffix}" for s in no_label]
+    found += [f"label {by_stem_lbl[s]} has no image *{s}{image_suffix}" for s in no_image]
+    if found:
+        text = "; ".join(found[:5]) + (f" (and {len(found) - 5} more)" if len(found) > 5 else "")
         if on_error == "raise":
-            raise DataError(f"{len(problems)} unpaired files: {text}")
-        logger.warning("skipping %d unpaired files: %s", len(problems), text)
+            raise DataError(f"{len(found)} unpaired files: {text}")
+        logger.warning("skipping %d unpaired files: %s", len(found), text)
+        if problems is not None:
+            problems.extend(found)
     return [[by_stem_img[s], by_stem_lbl[s]] for s in sorted(set(by_stem_img) & set(by_stem_lbl))]
 
 
@@ -160,12 +164,15 @@ class CheckedDatasetMixin:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         self.on_error = on_error
         self.skipped: List[Tuple[str, str]] = []
+        #: Files left out at construction in skip mode (unpaired or missing), as messages.
+        self.init_problems: List[str] = getattr(self, "init_problems", [])
         missing = _missing_files(self.file_list)
         if missing:
             text = ", ".join(missing[:5]) + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else "")  # fmt: skip
             if on_error == "raise":
                 raise DataError(f"{type(self).__name__} ({self.mode}): missing files: {text}")
             logger.warning("%s: skipping samples with missing files: %s", type(self).__name__, text)
+            self.init_problems.extend(f"file {p} does not exist" for p in missing)
             gone = set(missing)
             self.file_list = [p for p in self.file_list if not (set(p) & gone)]
         if not self.file_list:
@@ -270,8 +277,9 @@ class Cityscapes(CheckedDatasetMixin, psd.Cityscapes):
         self.num_classes, self.ignore_index = self.NUM_CLASSES, self.IGNORE_INDEX
         images = glob.glob(os.path.join(root, "leftImg8bit", mode, "*", "*" + self.IMAGE_SUFFIX))
         labels = glob.glob(os.path.join(root, "gtFine", mode, "*", "*" + self.LABEL_SUFFIX))
+        self.init_problems: List[str] = []
         self.file_list = pair_by_stem(
-            images, labels, self.IMAGE_SUFFIX, self.LABEL_SUFFIX, on_error
+            images, labels, self.IMAGE_SUFFIX, self.LABEL_SUFFIX, on_error, self.init_problems
         )
         self._init_checks(on_error)
 
