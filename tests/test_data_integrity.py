@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import paddle
 import pytest
 from paddleseg.transforms import Normalize
 from PIL import Image
@@ -19,6 +20,7 @@ from paddle_stdc.data.datasets import (
     bad_label_values,
     pair_by_stem,
 )
+from paddle_stdc.engine.config import Builder, load_config
 
 from .conftest import ROOT
 
@@ -202,3 +204,23 @@ def test_check_dataset_tool_reports_every_problem_and_class_statistics(
     for needle in (f"{images[1]} has no label", f"{labels[0]} has values 77",
                    f"{images[2]} cannot be decoded"):  # fmt: skip
         assert needle in bad.stdout, bad.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_evaluation_on_a_corrupt_label_fails_naming_it(tmp_path, own_root, tiny_config, workers):
+    bad = _labels(own_root, "val")[1]
+    bad.write_bytes(b"broken")
+    config = tmp_path / "val.yml"
+    config.write_text(tiny_config.read_text().replace(_root_in(tiny_config), str(own_root)))
+    weights = tmp_path / "model.pdparams"
+    paddle.save(
+        Builder(load_config(str(config), pretrained=False)).model.state_dict(), str(weights)
+    )
+    cmd = [sys.executable, str(ROOT / "tools" / "val.py"), "--config", str(config),
+           "--model_path", str(weights), "--num_workers", workers, "--device", "cpu"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "DataError" in proc.stderr and f"{bad} cannot be decoded" in proc.stderr, proc.stderr[
+        -2000:
+    ]
