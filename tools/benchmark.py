@@ -5,8 +5,9 @@ removed), Paddle Inference without oneDNN, ONNX Runtime on the same exported net
 -- for models PaddleSeg 2.8 also has (STDCSeg, BiSeNetV2) -- PaddleSeg's model exported the
 default way (``paddle.jit.save``) and run by Paddle Inference as it can run (its oneDNN run
 fails on Paddle 3.3's interpolate kernels, so without oneDNN). Every row reports latency and
-argmax agreement with the dygraph model on the same input (for the bf16 row: its numeric
-drift on a randomly initialised model, not an accuracy measurement).
+argmax agreement with the dygraph model on the same input (for the bf16 and INT8 rows: their
+numeric drift on a randomly initialised model, not an accuracy measurement; ``--accuracy_export``
+measures that on trained weights).
 
     python tools/benchmark.py                       # all models, 1x3x512x1024, 2 threads
     python tools/benchmark.py --models stdc1_seg --no_readme
@@ -88,6 +89,24 @@ def onnx_row(onnx_file: Path, x, ref, threads, warmup, repeats) -> Dict:
     return {**timing, "agree": float((out == ref).mean())}
 
 
+def int8_row(export_dir: Path, shape, x, ref, threads, warmup, repeats) -> Dict:
+    """INT8 latency; calibrated on 4 random images (speed only: the accuracy cost on trained
+    weights is what ``--accuracy_export`` measures)."""
+    import cv2
+
+    rng = np.random.RandomState(0)
+    calib = []
+    for i in range(4):
+        path = export_dir / f"calib_{i}.png"
+        cv2.imwrite(str(path), rng.randint(0, 256, (shape[2], shape[3], 3), dtype=np.uint8))
+        calib.append(path)
+    quantize_int8(export_dir, calib)
+    predictor = OnnxPredictor(export_dir, "int8", threads)
+    out = predictor.run(x)
+    timing = time_runs(lambda: predictor.run(x), warmup, repeats)
+    return {**timing, "agree": float((out == ref).mean())}
+
+
 def paddleseg_model(name: str) -> Optional[paddle.nn.Layer]:
     if name not in PADDLESEG_TWINS:
         return None
@@ -117,6 +136,8 @@ def bench_model(name: str, shape, threads: int, warmup: int, repeats: int) -> Li
         rows.append({"path": "paddle_stdc: Paddle Inference, oneDNN bf16", **row})
         row = onnx_row(art.onnx_file, x, ref, threads, warmup, repeats)
         rows.append({"path": "paddle_stdc: ONNX Runtime", **row})
+        row = int8_row(art.save_dir, shape, x, ref, threads, warmup, repeats)
+        rows.append({"path": "paddle_stdc: ONNX Runtime INT8 (PTQ)", **row})
     twin = paddleseg_model(name)
     if twin is not None:
         twin.set_state_dict(model.state_dict())
