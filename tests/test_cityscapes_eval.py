@@ -95,3 +95,12 @@ def test_label_tables_round_trip():
     to_label_id, to_train_id = cityscapes_labelid_lut(), cityscapes_trainid_lut()
     np.testing.assert_array_equal(to_train_id[to_label_id[np.arange(19)]], np.arange(19))
     assert sorted({int(v) for v in to_train_id[ALL_IDS]}) == [*range(19), 255]
+
+
+def test_cityscapes_palette_and_names_are_the_official_ones():
+    from paddle_stdc.data.palettes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+
+    for train_id, name in TRAIN_NAMES:
+        label = next(lb for lb in cs_labels if lb.trainId == train_id)
+        assert CITYSCAPES_CLASSES[train_id] == name
+        assert tuple(CITYSCAPES_PALETTE[train_id].tolist()) == tuple(label.color), name

@@ -273,3 +273,100 @@ def test_prepare_voc_aug_tool_and_missing_inputs(tmp_path):
         prepare.prepare_voc_aug(voc_root, sbd_root)
     with pytest.raises(FileNotFoundError):
         prepare.prepare_voc_aug(tmp_path / "nowhere", sbd_root)
+
+
+# --- custom datasets and palettes ------------------------------------------------------------
+
+
+def _make_custom(root: Path, n=5) -> Path:
+    rng = np.random.RandomState(0)
+    for i in range(n):
+        sub = "a" if i % 2 else "b"  # nested folders pair by relative path
+        (root / "images" / sub).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / sub).mkdir(parents=True, exist_ok=True)
+        img = rng.randint(0, 255, (40, 60, 3)).astype(np.uint8)
+        Image.fromarray(img).save(root / "images" / sub / f"{i:04d}.jpg")
+        label = np.zeros((40, 60), np.uint8)
+        label[10:30, 20:50] = 1
+        label[0] = 255
+        Image.fromarray(label).save(root / "labels" / sub / f"{i:04d}.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images" / "a" / "orphan.jpg")
+    return root
+
+
+def test_write_file_lists_pairs_by_relative_path(tmp_path):
+    root = _make_custom(tmp_path / "my_dataset")
+    report = prepare.write_file_lists(root, val_fraction=0.25, seed=1)
+    assert [p.name for p in report.written] == ["val.txt", "train.txt"]
+    assert len(report.failed) == 1 and "orphan" in str(report.failed[0][0])
+    train = (root / "train.txt").read_text().splitlines()
+    val = (root / "val.txt").read_text().splitlines()
+    assert (len(train), len(val)) == (4, 1)
+    for line in train + val:
+        img, lbl = line.split(" ")
+        assert Path(img).stem == Path(lbl).stem and img.split("/")[1] == lbl.split("/")[1]
+        assert (root / img).is_file() and (root / lbl).is_file()
+    assert not prepare.write_file_lists(root, val_fraction=0.25, seed=1).written  # idempotent
+
+
+def test_custom_dataset_config_trains_on_file_lists(tmp_path):
+    from paddle_stdc.data.palettes import palette_for
+    from paddle_stdc.data.transforms import Normalize
+    from paddle_stdc.engine.config import Builder, load_config
+
+    root = _make_custom(tmp_path / "my_dataset")
+    prepare.write_file_lists(root, val_fraction=0.4)
+    config = ROOT / "configs" / "custom" / "stdc1_seg_custom_512x512.yml"
+    opts = [
+        f"train_dataset.dataset_root={root}",
+        f"train_dataset.train_path={root / 'train.txt'}",
+        f"val_dataset.dataset_root={root}",
+        f"val_dataset.val_path={root / 'val.txt'}",
+    ]
+    cfg = load_config(str(config), opts=opts, pretrained=False)
+    cfg.dic["train_dataset"]["transforms"][1]["crop_size"] = [48, 32]  # small, for speed
+    assert cfg.dic["train_dataset"]["type"] == "Dataset"
+    builder = Builder(cfg)
+    assert builder.model.num_classes == 2
+    train, val = builder.train_dataset, builder.val_dataset
+    assert (len(train), len(val)) == (3, 2)
+    sample = train[0]
+    assert sample["img"].shape == (3, 32, 48) and sample["img"].dtype == np.float32
+    assert set(np.unique(sample["label"]).tolist()) <= {0, 1, 255}
+    assert isinstance(builder.val_transforms[-1], Normalize)
+    assert val[0]["img"].shape == (3, 40, 60)
+    palette = palette_for(2, cfg.val_dataset_cfg["type"], cfg.dic.get("palette"))
+    assert palette.tolist() == [[0, 0, 0], [230, 25, 75]]
+
+
+def test_palettes(tmp_path):
+    from paddle_stdc.data import palettes
+
+    assert palettes.palette_for(19, "Cityscapes") is palettes.CITYSCAPES_PALETTE
+    assert palettes.palette_for(19) is palettes.CITYSCAPES_PALETTE
+    voc = palettes.palette_for(21, "PascalVOC")
+    assert (
+        voc.shape == (256, 3)
+        and voc[1].tolist() == [128, 0, 0]
+        and voc[15].tolist() == [192, 128, 128]
+    )
+    np.testing.assert_array_equal(palettes.palette_for(19, "Dataset"), voc)  # generic: VOC's
+    assert len({tuple(c) for c in voc}) == 256  # distinct, deterministic
+    with pytest.raises(ValueError):  # 19 Cityscapes colours cannot colour 21 classes
+        palettes.palette_for(21, "Dataset", "cityscapes")
+    (tmp_path / "p.json").write_text("[[1, 2, 3], [4, 5, 6]]")
+    (tmp_path / "p.txt").write_text("1 2 3\n4 5 6\n")
+    for spec in (tmp_path / "p.json", str(tmp_path / "p.txt"), [[1, 2, 3], [4, 5, 6]]):
+        assert palettes.load_palette(spec).tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert palettes.load_palette("VOC")[1].tolist() == [128, 0, 0]
+    with pytest.raises(ValueError, match="colours for 3 classes"):
+        palettes.palette_for(3, "Dataset", [[1, 2, 3], [4, 5, 6]])
+    with pytest.raises(ValueError):
+        palettes.load_palette([[1, 2, 300]])
+    with pytest.raises(ValueError):
+        palettes.load_palette("no-such-palette")
+    assert palettes.class_names_for(21, "PascalVOC")[15] == "person"
+    assert palettes.class_names_for(19)[13] == "car" and palettes.class_names_for(2) is None
+    from paddle_stdc.utils import visualize
+
+    assert visualize.palette_for is palettes.palette_for  # the old import path still works

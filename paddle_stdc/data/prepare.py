@@ -357,3 +357,57 @@ def prepare_voc_aug(
         report.notes.append(f"{path.name}: {len(items)} names")
     report.notes.insert(0, count_msg)
     return report
+
+
+# --- custom datasets -------------------------------------------------------------------------
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def write_file_lists(
+    root: str | Path,
+    image_dir: str = "images",
+    label_dir: str = "labels",
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    label_suffix: str = ".png",
+) -> PrepareReport:
+    """``train.txt`` / ``val.txt`` under ``root`` for PaddleSeg's ``type: Dataset``.
+
+    Every image under ``root/image_dir`` (recursively) is paired with the label at the same
+    relative path under ``root/label_dir`` with ``label_suffix``; images without a label are
+    reported as failures (and left out). The pairs are shuffled with ``seed`` and split, at
+    least one into val when ``val_fraction > 0`` and there are two or more. Lines are
+    ``image label`` relative to ``root``; files whose content is unchanged are not rewritten.
+    """
+    root = Path(root)
+    images_root, labels_root = root / image_dir, root / label_dir
+    if not images_root.is_dir():
+        raise FileNotFoundError(f"{images_root} does not exist")
+    report = PrepareReport()
+    pairs = []
+    for image in sorted(p for p in images_root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+        label = (labels_root / image.relative_to(images_root)).with_suffix(label_suffix)
+        if not label.is_file():
+            report.failed.append((image, f"no label {label}"))
+            continue
+        rel = (image.relative_to(root).as_posix(), label.relative_to(root).as_posix())
+        if any(" " in p for p in rel):
+            raise ValueError(f"{rel}: PaddleSeg's file lists are space-separated; rename it")
+        pairs.append(rel)
+    if not pairs:
+        raise FileNotFoundError(f"no image/label pairs under {images_root} and {labels_root}")
+    order = np.random.RandomState(seed).permutation(len(pairs))
+    n_val = int(round(len(pairs) * val_fraction))
+    if val_fraction > 0 and len(pairs) > 1:
+        n_val = min(max(n_val, 1), len(pairs) - 1)
+    splits = {
+        "val.txt": sorted(pairs[i] for i in order[:n_val]),
+        "train.txt": sorted(pairs[i] for i in order[n_val:]),
+    }
+    for name, items in splits.items():
+        path = root / name
+        text = "".join(f"{img} {lbl}\n" for img, lbl in items)
+        (report.written if _write_text_atomic(path, text) else report.skipped).append(path)
+        report.notes.append(f"{name}: {len(items)} pairs")
+    return report
