@@ -136,8 +136,12 @@ def test_prepare_cityscapes_tool(tmp_path):
     first = _tool("prepare_cityscapes.py", "--root", str(root), "--workers", "2")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "wrote 3 file(s), 0 already up to date, 0 failed" in first.stdout
-    second = _tool("prepare_cityscapes.py", "--root", str(root))
+    assert "written per split: train 2, val 1" in first.stdout
+    second = _tool("prepare_cityscapes.py", "--root", str(root), "--verbose")
     assert second.returncode == 0 and "wrote 0 file(s), 3 already up to date" in second.stdout
+    assert "written per split: none" in second.stdout and "  wrote " not in second.stdout
+    third = _tool("prepare_cityscapes.py", "--root", str(root), "--overwrite", "--verbose")
+    assert third.stdout.count("  wrote ") == 3 and "labelTrainIds.png" in third.stdout
 
 
 # --- Pascal VOC 2012 + SBD -------------------------------------------------------------------

@@ -22,6 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--splits", nargs="*", default=None, help="e.g. train val (default: all)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="redo up-to-date files too")
+    p.add_argument("--verbose", action="store_true", help="list every file written")
     return p.parse_args(argv)
 
 
@@ -30,6 +31,8 @@ def main(argv=None) -> int:
     tic = time.perf_counter()
     report = prepare_cityscapes(args.root, args.workers, args.overwrite, args.splits)
     print(f"Cityscapes train ids: {report.summary()} ({time.perf_counter() - tic:.1f} s)")
+    if args.verbose:
+        print("\n".join(f"  wrote {path}" for path in report.written))
     return 0 if report.ok else 1
 
 

@@ -24,6 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sbd_root", default="data/benchmark_RELEASE", help="SBD (with dataset/cls/)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="redo up-to-date files too")
+    p.add_argument("--verbose", action="store_true", help="list every file written")
     return p.parse_args(argv)
 
 
@@ -32,6 +33,8 @@ def main(argv=None) -> int:
     tic = time.perf_counter()
     report = prepare_voc_aug(args.voc_root, args.sbd_root, args.workers, args.overwrite)
     print(f"VOC-Aug: {report.summary()} ({time.perf_counter() - tic:.1f} s)")
+    if args.verbose:
+        print("\n".join(f"  wrote {path}" for path in report.written))
     return 0 if report.ok else 1
 
 

@@ -188,7 +188,13 @@ def prepare_cityscapes(
         else:
             jobs.append((src, out))
     _run_jobs(_cityscapes_job, jobs, workers, report)
-    report.notes.append(f"{len(files)} polygon files under {Path(root) / 'gtFine'}")
+    per_split: dict = {}
+    for out in report.written:
+        per_split[out.parts[-3]] = per_split.get(out.parts[-3], 0) + 1
+    written = ", ".join(f"{k} {v}" for k, v in sorted(per_split.items())) or "none"
+    report.notes.append(
+        f"{len(files)} polygon files under {Path(root) / 'gtFine'}; written per split: {written}"
+    )
     return report
 
 
