@@ -299,3 +299,22 @@ def test_pipeline_benchmark_runs_and_readme_has_its_table():
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "x |" in line]
     assert len(rows) == 3, proc.stdout
     assert (ROOT / "README.md").read_text() == readme  # --no_readme leaves it alone
+
+
+def test_use_uint8_reader_switches_only_uint8_safe_pipelines(synthetic_root):
+    from paddleseg.datasets import Cityscapes
+
+    ds = Cityscapes(transforms=_train_ops(T) + [T.Normalize()], dataset_root=str(synthetic_root))
+    _seed(0)
+    before = ds[0]
+    assert T.use_uint8_reader(ds) and isinstance(ds.transforms, T.Uint8Compose)
+    assert not T.use_uint8_reader(ds)  # already switched
+    _seed(0)
+    after = ds[0]
+    np.testing.assert_array_equal(after["label"], before["label"])  # same draws, same labels
+    assert after["img"].shape == before["img"].shape
+    assert np.abs(after["img"] - before["img"]).max() < 1e-5
+    mixed = Cityscapes(
+        transforms=[pst.RandomDistort(), T.Normalize()], dataset_root=str(synthetic_root)
+    )
+    assert not T.use_uint8_reader(mixed) and type(mixed.transforms) is pst.Compose

@@ -42,6 +42,7 @@ __all__ = [
     "Normalize",
     "Uint8Compose",
     "to_uint8",
+    "use_uint8_reader",
 ]
 
 
@@ -408,3 +409,30 @@ class Uint8Compose(Compose):
                 raise ValueError(f"Can't read The image file {path}!")
             data["img"] = img
         return super().__call__(data)
+
+
+def _uint8_safe_types() -> tuple:
+    import paddleseg.transforms.transforms as stock
+
+    own = (ResizeStepScaling, RandomPaddingCrop, RandomHorizontalFlip, RandomDistort, Normalize)
+    # PaddleSeg's OpenCV-only geometric transforms take uint8 images as they are.
+    names = ("Resize", "ResizeByLong", "ResizeByShort", "Padding", "RandomVerticalFlip")
+    return own + tuple(getattr(stock, n) for n in names)
+
+
+def use_uint8_reader(dataset) -> bool:
+    """Give ``dataset`` a :class:`Uint8Compose` if every transform it runs takes uint8 images.
+
+    For a PaddleSeg-style dataset whose ``transforms`` is PaddleSeg's ``Compose``; returns
+    whether it switched (False: no Compose, already switched, or a transform that may need
+    float input, e.g. PaddleSeg's own RandomDistort).
+    """
+    compose = getattr(dataset, "transforms", None)
+    if not isinstance(compose, Compose) or isinstance(compose, Uint8Compose):
+        return False
+    if not all(isinstance(t, _uint8_safe_types()) for t in compose.transforms):
+        return False
+    dataset.transforms = Uint8Compose(
+        compose.transforms, to_rgb=compose.to_rgb, img_channels=compose.img_channels
+    )
+    return True
