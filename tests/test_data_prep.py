@@ -374,3 +374,14 @@ def test_palettes(tmp_path):
     from paddle_stdc.utils import visualize
 
     assert visualize.palette_for is palettes.palette_for  # the old import path still works
+
+
+def test_predict_tool_takes_a_palette_flag():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("predict_tool", ROOT / "tools" / "predict.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    base = ["--config", "c.yml", "--model_path", "m.pdparams", "--image_path", "imgs"]
+    assert tool.parse_args(base).palette is None
+    assert tool.parse_args([*base, "--palette", "voc"]).palette == "voc"
