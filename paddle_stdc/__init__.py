@@ -2,11 +2,12 @@
 
 Importing the package registers every model, backbone, loss and dataset into PaddleSeg's
 component managers (replacing PaddleSeg's entries of the same name), so PaddleSeg-style
-YAML configs build this project's Paddle-3-correct classes.
+YAML configs build this project's Paddle-3-correct classes and its fast uint8 transforms.
 """
 
 from paddle_stdc import losses, models  # noqa: F401  (registration side effects)
 from paddle_stdc.data import datasets  # noqa: F401
+from paddle_stdc.data import transforms as _transforms  # noqa: F401  (registers transforms)
 from paddle_stdc.models import create_model
 from paddle_stdc.registry import list_models
 

@@ -47,7 +47,9 @@ def main(argv=None) -> None:
         input_shape=args.input_shape,
         output_op=args.output_op,
         fmt=args.format,
-        palette=palette_for(model.num_classes, cfg.val_dataset_cfg.get("type")),
+        palette=palette_for(
+            model.num_classes, cfg.val_dataset_cfg.get("type"), cfg.dic.get("palette")
+        ),
         source={
             "config": args.config,
             "model_path": args.model_path,

@@ -20,6 +20,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_trained_model_args(p)
     p.add_argument("--image_path", required=True, help="an image file or a folder")
     p.add_argument("--save_dir", default="output/result")
+    p.add_argument(
+        "--palette",
+        default=None,
+        help="cityscapes | voc | a .json/.txt file of R G B per class (default: the config's "
+        "top-level `palette`, else by dataset: Cityscapes colours, VOC's for the rest)",
+    )
     return p.parse_args(argv)
 
 
@@ -29,7 +35,11 @@ def main(argv=None) -> None:
     model = builder.model
     images = list_images(args.image_path)
     root = Path(args.image_path) if Path(args.image_path).is_dir() else None
-    palette = palette_for(model.num_classes, builder.config.val_dataset_cfg.get("type"))
+    palette = palette_for(
+        model.num_classes,
+        builder.config.val_dataset_cfg.get("type"),
+        args.palette if args.palette is not None else builder.config.dic.get("palette"),
+    )
     protocol = EvalProtocol.from_dict(eval_kwargs(args, builder.test_config()))
     predict(model, builder.val_transforms, images, args.save_dir, palette, root, protocol)
 

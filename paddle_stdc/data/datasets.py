@@ -12,7 +12,9 @@ PaddleSeg 2.8, and why:
   and counts it in :attr:`CheckedDatasetMixin.skipped`.
 
 Samples are handed to PaddleSeg's ``Compose`` as it would read them itself (BGR float32 image,
-label as ``np.asarray(Image.open(path))``), so the transforms behave exactly as in PaddleSeg.
+label as ``np.asarray(Image.open(path))``), so the transforms behave exactly as in PaddleSeg --
+except that when every transform takes uint8 (:mod:`paddle_stdc.data.transforms`), the image
+stays uint8, which saves the float32 copy and its conversions (see README, input pipeline).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import paddleseg.datasets as psd
 import paddleseg.transforms.functional as F
 from PIL import Image
 
+from paddle_stdc.data.transforms import takes_uint8
 from paddle_stdc.registry import register_dataset
 
 logger = logging.getLogger("paddle_stdc")
@@ -181,6 +184,13 @@ class CheckedDatasetMixin:
                 "has no samples: check dataset_root, mode and the file layout"
             )
 
+    def _uint8_transforms(self) -> bool:
+        """True when every transform takes uint8 (this project's fast ones, PaddleSeg's
+        geometric ones): the image then skips the float32 copy PaddleSeg's reader makes."""
+        if getattr(self, "_uint8_for", None) is not self.transforms:
+            self._uint8_for, self._uint8 = self.transforms, takes_uint8(self.transforms)
+        return self._uint8
+
     def read_sample(self, index: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """The checked (image uint8 BGR, label or None) of sample ``index``."""
         image_path, label_path = self.file_list[index]
@@ -193,7 +203,9 @@ class CheckedDatasetMixin:
 
     def _load(self, index: int) -> Dict[str, Any]:
         image, label = self.read_sample(index)
-        data: Dict[str, Any] = {"img": image.astype("float32"), "trans_info": [], "gt_fields": []}
+        if not self._uint8_transforms():
+            image = image.astype("float32")  # as PaddleSeg's Compose reads it
+        data: Dict[str, Any] = {"img": image, "trans_info": [], "gt_fields": []}
         if label is None:
             return self.transforms(data)
         data["label"] = label
@@ -268,7 +280,7 @@ class Cityscapes(CheckedDatasetMixin, psd.Cityscapes):
         mode = mode.lower()
         if mode not in ("train", "val", "test"):
             raise ValueError(f"Cityscapes mode must be train, val or test, got {mode!r}")
-        root = _require_root(dataset_root, "Cityscapes", "see README 'Data preparation'")
+        root = _require_root(dataset_root, "Cityscapes", "prepare it as README section 'Data' says")
         for sub in ("leftImg8bit", "gtFine"):
             if not os.path.isdir(os.path.join(root, sub, mode)):
                 raise FileNotFoundError(f"Cityscapes: {os.path.join(root, sub, mode)} is missing")

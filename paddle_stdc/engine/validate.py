@@ -23,7 +23,7 @@ from paddleseg.cvlibs import Config, manager
 TOP_LEVEL_KEYS = frozenset({
     "_base_", "_inherited_", "batch_size", "iters", "train_dataset", "val_dataset",
     "test_dataset", "model", "loss", "distill_loss", "optimizer", "lr_scheduler", "export",
-    "test_config", "to_static_training", "precision", "amp_level",
+    "test_config", "to_static_training", "precision", "amp_level", "palette",
 })  # fmt: skip
 _MANAGERS = (manager.MODELS, manager.BACKBONES, manager.DATASETS, manager.TRANSFORMS,
              manager.LOSSES)  # fmt: skip
