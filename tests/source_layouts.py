@@ -310,8 +310,9 @@ def coincheung_bisenetv2(num_classes: int = 19, heads: bool = True) -> Spec:
 # ----------------------------------------------------------------- sssegmentation
 
 
-def sssegmentation_bisenetv2(prefix: str = "backbone_net.") -> Spec:
-    """ssseg/modules/models/backbones/bisenetv2.py BiSeNetV2 (backbone only)."""
+def sssegmentation_bisenetv2(prefix: str = "backbone_net.", heads: bool = True) -> Spec:
+    """ssseg/modules/models/backbones/bisenetv2.py BiSeNetV2 inside an FCN segmentor
+    (``backbone_net``)."""
     spec: Spec = {}
     p = prefix
     widths = (64, 64, 128)
@@ -369,4 +370,11 @@ def sssegmentation_bisenetv2(prefix: str = "backbone_net.") -> Spec:
     bn(spec, f"{p}bga.semantic_conv.1", 128)
     conv(spec, f"{p}bga.conv.0", 128, 128, 3)
     bn(spec, f"{p}bga.conv.1", 128)
+    if heads:
+        # The segmentor's heads (their exact names are not modelled here): whatever they are
+        # called, they must come out unmatched, not silently dropped.
+        conv(spec, "decoder.0", 1024, 128, 3)
+        bn(spec, "decoder.1", 1024)
+        conv(spec, "decoder.4", 19, 1024, 1, bias=True)
+        conv(spec, "auxiliary_decoder.0.0", 16, 16, 3)
     return spec

@@ -261,6 +261,10 @@ def test_bisenetv2_sources_map_the_branches_and_report_the_rest(tmp_path, source
     assert branches <= set(out)  # every detail / semantic / BGA tensor is filled
     assert all(k.startswith(("head.", "aux_head")) for k in report.unfilled)
     assert any("context-embedding" in n for n in report.notes)
+    heads = {k for k in spec if k.startswith(("head.", "aux", "decoder.", "auxiliary_decoder."))}
+    assert heads and {k for k in heads if not k.endswith("num_batches_tracked")} <= set(
+        report.unmatched
+    ) | {s for s, _, _, _ in report.mismatched}
     if source == "coincheung":
         _same(
             out,

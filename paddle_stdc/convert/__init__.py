@@ -75,7 +75,9 @@ def convert_state(
 ) -> Tuple[Dict[str, np.ndarray], ConversionReport]:
     """Map a source state dict (numpy arrays) to ours; raise :class:`ConversionError` if
     ``strict`` and anything is unmatched, unfilled or mis-shaped."""
-    state = strip_prefixes(dict(state), ("module.",) + _SOURCE_PREFIXES.get(source, ()))
+    state = strip_prefixes(dict(state), ("module.",))
+    for prefix in _SOURCE_PREFIXES.get(source, ()):  # the backbone's keys inside a segmentor
+        state = {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
     target = target or guess_target(source, state)
     spec = spec_for(source, target, state)
     placed, dropped, unmatched = rename(state, spec.rules)

@@ -93,6 +93,8 @@ class ConversionReport:
         lines += [f"  unmatched source key: {k}" for k in self.unmatched[:limit]]
         lines += [
             f"  shape mismatch: {s} {list(a)} -> {o} {list(b)}"
+            if a != b
+            else f"  not kept (other tensors of its layer mismatch): {s} -> {o}"
             for s, o, a, b in self.mismatched[:limit]
         ]
         lines += [f"  unfilled model key: {k}" for k in self.unfilled[:limit]]
@@ -178,6 +180,14 @@ def assemble(
             value = value.astype(np.float32)
         out[ours] = value
         report.converted.append((src_key, ours))
+    # A layer is converted whole or not at all: a bias that fits next to a weight that does
+    # not (e.g. a classifier with a different hidden width) is not kept.
+    bad = {ours.rpartition(".")[0] for _, ours, _, _ in report.mismatched}
+    for src_key, ours in list(report.converted):
+        if ours.rpartition(".")[0] in bad:
+            shape = tuple(out.pop(ours).shape)
+            report.converted.remove((src_key, ours))
+            report.mismatched.append((src_key, ours, shape, shape))
     optional_re = [(re.compile(p), reason) for p, reason in optional]
     for ours, shape in shapes.items():
         if ours in out:
