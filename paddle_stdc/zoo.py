@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from paddle_stdc.utils.download import (
     ChecksumError,
@@ -66,6 +66,7 @@ class KnownWeights:
         verified: URL and numbers were read from the source's own README/config.
         sha256_prefix: leading hex digits of the SHA-256 the source published (file name).
         note: anything a user should know.
+        model_kwargs: ``create_model`` keyword arguments the weights need.
     """
 
     name: str
@@ -86,10 +87,17 @@ class KnownWeights:
     verified: bool = True
     sha256_prefix: Optional[str] = None
     note: str = ""
+    model_kwargs: Tuple[Tuple[str, object], ...] = ()
+
+    @property
+    def model_call(self) -> str:
+        """How to build the model these weights load into, e.g. ``bisenetv1_r18(ffm='conv_bn')``."""
+        args = ", ".join(f"{k}={v!r}" for k, v in self.model_kwargs)
+        return f"{self.model}({args})" if args else self.model
 
 
 def _mm(
-    name, model, folder, stamp, prefix, config, miou, ms_flip, exact=True, note=""
+    name, model, folder, stamp, prefix, config, miou, ms_flip, note="", model_kwargs=()
 ) -> KnownWeights:
     family = folder.split("_")[0].split("-")[0]
     family = "bisenetv1" if family.startswith("bisenetv1") else "stdc"
@@ -108,8 +116,8 @@ def _mm(
         miou=miou,
         miou_ms_flip=ms_flip,
         convert_from="mmseg",
-        exact=exact,
         note=note,
+        model_kwargs=tuple(model_kwargs),
     )
 
 
@@ -117,10 +125,8 @@ _MM_STDC_NOTE = (
     "converter checked on the layouts of mmseg 1.x and v0.20 code, not on this file; "
     "aux-head order taken from configs/_base_/models/stdc.py"
 )
-_MM_BISENET_NOTE = (
-    "not exact: mmseg's FFM attention (one conv + BN) differs from ours (two 1x1 convs); "
-    "everything else maps"
-)
+_MM_BISENET_NOTE = "mmseg's FFM attention is one 1x1 conv + BN: build the model with ffm='conv_bn'"
+_CONV_BN = (("ffm", "conv_bn"),)
 
 KNOWN_WEIGHTS: tuple = (
     # ------------------------------------------------------------------ PaddleSeg
@@ -236,23 +242,23 @@ KNOWN_WEIGHTS: tuple = (
     _mm("mmseg_bisenetv1_r18_in1k-pre_cityscapes", "bisenetv1_r18",
         "bisenetv1_r18-d32_in1k-pre_4x4_1024x1024_160k_cityscapes", "20210905_220251",
         "8ba80eff", "bisenetv1_r18-d32_in1k-pre_4x4_1024x1024_160k_cityscapes.py", 74.37, 76.91,
-        exact=False, note=_MM_BISENET_NOTE),
+        note=_MM_BISENET_NOTE, model_kwargs=_CONV_BN),
     _mm("mmseg_bisenetv1_r18_in1k-pre_4x8_cityscapes", "bisenetv1_r18",
         "bisenetv1_r18-d32_in1k-pre_4x8_1024x1024_160k_cityscapes", "20210905_220322",
         "bb8db75f", "bisenetv1_r18-d32_in1k-pre_4x8_1024x1024_160k_cityscapes.py", 75.16, 77.24,
-        exact=False, note="batch 4x8; " + _MM_BISENET_NOTE),
+        note="batch 4x8; " + _MM_BISENET_NOTE, model_kwargs=_CONV_BN),
     _mm("mmseg_bisenetv1_r18_cityscapes", "bisenetv1_r18",
         "bisenetv1_r18-d32_4x4_1024x1024_160k_cityscapes", "20210922_172239", "c55e78e2",
         "bisenetv1_r18-d32_4x4_1024x1024_160k_cityscapes.py", 74.44, 77.05,
-        exact=False, note="trained from scratch; " + _MM_BISENET_NOTE),
+        note="trained from scratch; " + _MM_BISENET_NOTE, model_kwargs=_CONV_BN),
     _mm("mmseg_bisenetv1_r50_in1k-pre_cityscapes", "bisenetv1_r50",
         "bisenetv1_r50-d32_in1k-pre_4x4_1024x1024_160k_cityscapes", "20210917_234628",
         "8b304447", "bisenetv1_r50-d32_in1k-pre_4x4_1024x1024_160k_cityscapes.py", 77.68, 79.57,
-        exact=False, note=_MM_BISENET_NOTE),
+        note=_MM_BISENET_NOTE, model_kwargs=_CONV_BN),
     _mm("mmseg_bisenetv1_r50_cityscapes", "bisenetv1_r50",
         "bisenetv1_r50-d32_4x4_1024x1024_160k_cityscapes", "20210923_222639", "7b28a2a6",
         "bisenetv1_r50-d32_4x4_1024x1024_160k_cityscapes.py", 76.92, 78.87,
-        exact=False, note="trained from scratch; " + _MM_BISENET_NOTE),
+        note="trained from scratch; " + _MM_BISENET_NOTE, model_kwargs=_CONV_BN),
     KnownWeights(
         "mmseg_resnet18_v1c_imagenet", "backbone", "ResNet18V1c",
         "https://download.openmmlab.com/pretrain/third_party/resnet18_v1c-b5776b93.pth", None,
@@ -352,7 +358,7 @@ def pdparams_for(
     strict: bool = True,
     timeout: float = 30.0,
 ) -> Path:
-    """A ``.pdparams`` file of ``weights`` for our model (``weights.model``).
+    """A ``.pdparams`` file of ``weights`` for our model (``weights.model_call``).
 
     Paddle files are returned as they are (archives unpacked); PyTorch files are converted once
     (:mod:`paddle_stdc.convert`) next to the downloaded file, or in the cache for a local file.
@@ -415,7 +421,7 @@ def render_zoo_table(entries: Sequence[KnownWeights] = KNOWN_WEIGHTS) -> str:
                 flags.append("manual download")
             extra = f" ({', '.join(flags)})" if flags else ""
             lines.append(
-                f"| {link}{extra} | `{w.model}` | {w.source} | {w.dataset} | {w.resolution} "
+                f"| {link}{extra} | `{w.model_call}` | {w.source} | {w.dataset} | {w.resolution} "
                 f"| {_fmt(w.miou)} | {_fmt(w.miou_flip)} | {_fmt(w.miou_ms_flip)} | {loads} "
                 f"| {checksum} |"
             )

@@ -15,6 +15,7 @@ import pytest
 import paddle_stdc
 from paddle_stdc import zoo
 from paddle_stdc.convert import BACKBONE_TARGETS, SOURCES
+from paddle_stdc.convert.sources import spec_for
 from paddle_stdc.models.weights import load_pretrained
 from paddle_stdc.utils.download import ChecksumError, WeightsUnavailableError
 
@@ -35,6 +36,9 @@ def test_entries_are_consistent():
             assert w.model in set(BACKBONE_TARGETS) | models, w.name
         assert w.convert_from is None or w.convert_from in SOURCES, w.name
         assert w.direct_download or w.convert_from, w.name  # manual files are torch files
+        if w.convert_from:  # the converter builds the same model the table names
+            spec = spec_for(w.convert_from, w.model, {})
+            assert spec.model_kwargs == dict(w.model_kwargs), w.name
         if w.sha256 is None and w.sha256_prefix is None:
             assert "sha256" not in w.note  # no checksum is invented anywhere
 
@@ -132,6 +136,19 @@ def test_offline_errors_name_the_url_and_the_local_path_option(tmp_path, monkeyp
     assert manual.url in str(err.value)
 
 
+def test_mmseg_bisenetv1_entry_loads_into_the_conv_bn_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("PADDLE_STDC_HOME", str(tmp_path / "cache"))
+    entry = dataclasses.replace(
+        zoo.get_weights("mmseg_bisenetv1_r18_in1k-pre_cityscapes"), sha256_prefix=None
+    )
+    assert entry.exact and entry.model_call == "bisenetv1_r18(ffm='conv_bn')"
+    local = save_torch_legacy({"state_dict": random_state(L.mmseg_bisenetv1(18))},
+                              tmp_path / "bisenetv1.pth")  # fmt: skip
+    pdparams = zoo.pdparams_for(entry, path=str(local))
+    model = paddle_stdc.create_model(entry.model, **dict(entry.model_kwargs))
+    assert load_pretrained(model, str(pdparams), strict=True).exact
+
+
 def test_local_path_wins_and_is_checked(tmp_path, monkeypatch):
     monkeypatch.setenv("PADDLE_STDC_HOME", str(tmp_path / "cache"))
     local = save_torch_legacy({"state_dict": random_state(L.official_stdc_seg((2, 2, 2)))},
@@ -151,10 +168,9 @@ def test_local_path_wins_and_is_checked(tmp_path, monkeypatch):
 
 def test_inexact_entries_convert_only_with_strict_false(tmp_path, monkeypatch):
     monkeypatch.setenv("PADDLE_STDC_HOME", str(tmp_path / "cache"))
-    local = save_torch_legacy(random_state(L.mmseg_bisenetv1(18)), tmp_path / "b.pth")
-    entry = dataclasses.replace(
-        zoo.get_weights("mmseg_bisenetv1_r18_in1k-pre_cityscapes"), sha256_prefix=None
-    )
+    local = save_torch_legacy(random_state(L.coincheung_bisenetv2()), tmp_path / "b.pth")
+    entry = zoo.get_weights("coincheung_bisenetv2_cityscapes")
+    assert not entry.exact
     from paddle_stdc.convert import ConversionError
 
     with pytest.raises(ConversionError):

@@ -44,7 +44,7 @@ _CLASSIFIER = {
 _SOURCE_PREFIXES = {"sssegmentation": ("backbone_net.",)}
 
 
-def target_shapes(target: str, num_classes: int = 19) -> Dict[str, Tuple[int, ...]]:
+def target_shapes(target: str, num_classes: int = 19, **model_kwargs) -> Dict[str, Tuple[int, ...]]:
     """Names and shapes of our model's state dict (a variant or a backbone name)."""
     import paddle
 
@@ -57,7 +57,7 @@ def target_shapes(target: str, num_classes: int = 19) -> Dict[str, Tuple[int, ..
         module = stdcnet if target.startswith("STDC") else resnet
         layer = getattr(module, target)()
     else:
-        layer = create_model(target, num_classes=num_classes)
+        layer = create_model(target, num_classes=num_classes, **model_kwargs)
     return {k: tuple(int(s) for s in v.shape) for k, v in layer.state_dict().items()}
 
 
@@ -81,10 +81,17 @@ def convert_state(
     target = target or guess_target(source, state)
     spec = spec_for(source, target, state)
     placed, dropped, unmatched = rename(state, spec.rules)
-    report = ConversionReport(source=source, target=target, dropped=dropped, unmatched=unmatched)
-    report.notes.extend(spec.notes)
+    report = ConversionReport(
+        source=source,
+        target=target,
+        dropped=dropped,
+        unmatched=unmatched,
+        notes=list(spec.notes),
+        model_kwargs=dict(spec.model_kwargs),
+    )
     num_classes = 19 if target in BACKBONE_TARGETS else _num_classes(target, placed)
-    out = assemble(placed, target_shapes(target, num_classes), report, spec.optional)
+    shapes = target_shapes(target, num_classes, **spec.model_kwargs)
+    out = assemble(placed, shapes, report, spec.optional)
     if strict and not report.ok:
         raise ConversionError(report)
     return out, report

@@ -60,6 +60,13 @@ class ConversionReport:
     zero_filled: List[str] = field(default_factory=list)
     kept_init: List[Tuple[str, str]] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    #: ``create_model`` keyword arguments of the model the converted weights belong to
+    model_kwargs: Dict[str, object] = field(default_factory=dict)
+
+    @property
+    def model_call(self) -> str:
+        args = "".join(f", {k}={v!r}" for k, v in self.model_kwargs.items())
+        return f"{self.target}{'(' + args[2:] + ')' if args else ''}"
 
     @property
     def ok(self) -> bool:
@@ -69,7 +76,7 @@ class ConversionReport:
 
     def summary(self, limit: int = 50) -> str:
         lines = [
-            f"{self.source} -> {self.target}: converted {len(self.converted)}, "
+            f"{self.source} -> {self.model_call}: converted {len(self.converted)}, "
             f"dropped {len(self.dropped)}, zero-filled biases {len(self.zero_filled)}, "
             f"kept at init {len(self.kept_init)}; UNMATCHED {len(self.unmatched)}, "
             f"SHAPE-MISMATCHED {len(self.mismatched)}, UNFILLED {len(self.unfilled)} "

@@ -48,6 +48,8 @@ class SourceSpec:
     rules: List[Rule]
     optional: List[Tuple[str, str]] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    #: keyword arguments of ``create_model`` for the model the converted weights belong to
+    model_kwargs: Dict[str, object] = field(default_factory=dict)
 
 
 def _rule_cbr(src: str, ours: str) -> Rule:
@@ -240,6 +242,7 @@ def _mmseg_bisenetv1() -> SourceSpec:
             lambda m: f"sp.layers.{int(m.group('n')) - 1}.{_CBR[m.group('cb')]}",
         ),
         _rule_mm(r"backbone\.ffm\.conv1", "ffm.convblk"),
+        _rule_mm(r"backbone\.ffm\.conv_atten\.0", "ffm.conv_atten"),
         _rule_mm(r"decode_head\.convs\.0", "head.conv"),
         Rule(r"decode_head\.conv_seg", "head.conv_out"),
         _rule_mm(r"auxiliary_head\.0\.convs\.0", "aux_head8.conv"),
@@ -248,7 +251,7 @@ def _mmseg_bisenetv1() -> SourceSpec:
         Rule(r"auxiliary_head\.1\.conv_seg", "aux_head16.conv_out"),
     ]
     notes = [STRUCTURAL_NOTES["mmseg:bisenetv1"]]
-    return SourceSpec(rules, notes=notes)
+    return SourceSpec(rules, notes=notes, model_kwargs={"ffm": "conv_bn"})
 
 
 def mmseg(target: str, state: Dict[str, np.ndarray]) -> SourceSpec:
@@ -436,9 +439,9 @@ def sssegmentation(target: str) -> SourceSpec:
 
 STRUCTURAL_NOTES = {
     "mmseg:bisenetv1": (
-        "mmseg's BiSeNetV1 FFM attention is one 1x1 ConvModule (conv + BN + ReLU, then sigmoid: "
-        "backbone.ffm.conv_atten.0); ours (as STDC's FFM) is two 1x1 convs with a 4x squeeze "
-        "(ffm.conv1/conv2). These keys cannot be mapped; everything else maps one to one"
+        "mmseg's BiSeNetV1 FFM attention is one 1x1 conv + BN + ReLU (backbone.ffm.conv_atten.0), "
+        "not our default two-conv squeeze: the weights are for "
+        "create_model(..., ffm='conv_bn')"
     ),
     "bisenetv2": (
         "CoinCheung's / mmseg's / sssegmentation's BiSeNetV2 differs from PaddleSeg's layout we "
