@@ -46,6 +46,13 @@ _SOURCE_PREFIXES = {"sssegmentation": ("backbone_net.",)}
 
 def target_shapes(target: str, num_classes: int = 19, **model_kwargs) -> Dict[str, Tuple[int, ...]]:
     """Names and shapes of our model's state dict (a variant or a backbone name)."""
+    return {
+        k: tuple(v.shape) for k, v in _target_state(target, num_classes, **model_kwargs).items()
+    }
+
+
+def _target_state(target: str, num_classes: int = 19, **model_kwargs) -> Dict[str, np.ndarray]:
+    """Our freshly initialised model's state dict (seed 0) as numpy arrays."""
     import paddle
 
     from paddle_stdc.models import create_model
@@ -58,7 +65,7 @@ def target_shapes(target: str, num_classes: int = 19, **model_kwargs) -> Dict[st
         layer = getattr(module, target)()
     else:
         layer = create_model(target, num_classes=num_classes, **model_kwargs)
-    return {k: tuple(int(s) for s in v.shape) for k, v in layer.state_dict().items()}
+    return {k: v.numpy() for k, v in layer.state_dict().items()}
 
 
 def _num_classes(target: str, placed: Dict[str, tuple]) -> int:
@@ -90,8 +97,9 @@ def convert_state(
         model_kwargs=dict(spec.model_kwargs),
     )
     num_classes = 19 if target in BACKBONE_TARGETS else _num_classes(target, placed)
-    shapes = target_shapes(target, num_classes, **spec.model_kwargs)
-    out = assemble(placed, shapes, report, spec.optional)
+    initial = _target_state(target, num_classes, **spec.model_kwargs)
+    shapes = {k: tuple(v.shape) for k, v in initial.items()}
+    out = assemble(placed, shapes, report, spec.optional, initial)
     if strict and not report.ok:
         raise ConversionError(report)
     return out, report

@@ -165,11 +165,13 @@ def assemble(
     shapes: Dict[str, Tuple[int, ...]],
     report: ConversionReport,
     optional: Sequence[Tuple[str, str]] = (),
+    initial: Optional[Dict[str, np.ndarray]] = None,
 ) -> Dict[str, np.ndarray]:
     """Check shapes against ``shapes`` (our model), zero-fill conv biases, fill the report.
 
     ``optional``: (regex on our key, reason) for keys the source model has no counterpart of
-    and that do not change eval outputs (e.g. disabled detail heads); left at initialisation.
+    and that do not change eval outputs (e.g. disabled detail heads); they get our model's
+    initial values from ``initial`` (if given), so the output loads strictly.
     """
     out: Dict[str, np.ndarray] = {}
     for ours, (src_key, value, transform) in placed.items():
@@ -208,6 +210,8 @@ def assemble(
         reason = next((r for regex, r in optional_re if regex.fullmatch(ours)), None)
         if reason is not None:
             report.kept_init.append((ours, reason))
+            if initial is not None:
+                out[ours] = np.asarray(initial[ours], dtype=np.float32)
         else:
             report.unfilled.append(ours)
     return out
