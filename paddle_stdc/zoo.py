@@ -361,21 +361,22 @@ def pdparams_for(
     """A ``.pdparams`` file of ``weights`` for our model (``weights.model_call``).
 
     Paddle files are returned as they are (archives unpacked); PyTorch files are converted once
-    (:mod:`paddle_stdc.convert`) next to the downloaded file, or in the cache for a local file.
+    (:mod:`paddle_stdc.convert`) into ``$PADDLE_STDC_HOME/converted/<name>.pdparams``, which
+    later calls without ``path`` reuse (so a manually downloaded file is needed only once).
     A conversion that is not exact raises :class:`paddle_stdc.convert.ConversionError` with the
     report; ``strict=False`` writes the partial result (entries with ``exact=False``).
     """
     entry = get_weights(weights) if isinstance(weights, str) else weights
-    raw = fetch(entry, path, timeout)
     if entry.convert_from is None:
-        return resolve_weights(str(raw))
+        return resolve_weights(str(fetch(entry, path, timeout)))
+    out = cache_dir() / "converted" / f"{entry.name}{'' if strict else '.partial'}.pdparams"
+    if path is None and out.is_file():  # converted before (from a verified file)
+        return out
+    raw = fetch(entry, path, timeout)
     import paddle
 
     from paddle_stdc.convert import convert_checkpoint
 
-    out = cache_dir() / "converted" / f"{entry.name}{'' if strict else '.partial'}.pdparams"
-    if path is None and out.is_file() and out.stat().st_mtime >= raw.stat().st_mtime:
-        return out
     state, _ = convert_checkpoint(raw, entry.convert_from, entry.model, strict=strict)
     out.parent.mkdir(parents=True, exist_ok=True)
     paddle.save(state, str(out))

@@ -176,3 +176,21 @@ def test_inexact_entries_convert_only_with_strict_false(tmp_path, monkeypatch):
     with pytest.raises(ConversionError):
         zoo.pdparams_for(entry, path=str(local))
     assert zoo.pdparams_for(entry, path=str(local), strict=False).is_file()
+
+
+def test_pretrained_accepts_a_zoo_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("PADDLE_STDC_HOME", str(tmp_path / "cache"))
+    # put a converted file where pdparams_for caches it: a name then loads with no download
+    local = save_torch_legacy({"state_dict": random_state(L.official_stdcnet((2, 2, 2)))},
+                              tmp_path / "STDCNet813M_73.91.tar")  # fmt: skip
+    zoo.pdparams_for("official_stdcnet813_imagenet", path=str(local))
+    manual = zoo.get_weights("official_stdcnet813_imagenet")
+    assert not manual.direct_download
+    converted = tmp_path / "cache" / "converted" / "official_stdcnet813_imagenet.pdparams"
+    assert converted.is_file()
+    model = paddle_stdc.create_model(
+        "stdc1_seg", backbone_pretrained="official_stdcnet813_imagenet"
+    )
+    assert model is not None
+    with pytest.raises(WeightsUnavailableError, match="by hand"):
+        paddle_stdc.create_model("stdc2_seg", backbone_pretrained="official_stdcnet1446_imagenet")
