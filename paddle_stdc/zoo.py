@@ -123,7 +123,7 @@ def _mm(
 
 _MM_STDC_NOTE = (
     "converter checked on the layouts of mmseg 1.x and v0.20 code, not on this file; "
-    "aux-head order taken from configs/_base_/models/stdc.py"
+    "aux-head order from configs/_base_/models/stdc.py (aux heads are training-only)"
 )
 _MM_BISENET_NOTE = "mmseg's FFM attention is one 1x1 conv + BN: build the model with ffm='conv_bn'"
 _CONV_BN = (("ffm", "conv_bn"),)
@@ -227,18 +227,34 @@ KNOWN_WEIGHTS: tuple = (
         convert_from="stdc-official", direct_download=False,
     ),
     # ------------------------------------------------------------------ mmsegmentation
+    # configs/stdc/metafile.yaml (current): the 2022-02 training runs
     _mm("mmseg_stdc1_in1k-pre_cityscapes", "stdc1_seg", "stdc1_in1k-pre_512x1024_80k_cityscapes",
-        "20211125_213942", "880bb7d0", "stdc1_in1k-pre_512x1024_80k_cityscapes.py", 75.10, 77.72,
-        note=_MM_STDC_NOTE),
+        "20220224_141648", "3d4c2981", "stdc1_in1k-pre_4xb12-80k_cityscapes-512x1024.py", 74.94,
+        76.97, note=_MM_STDC_NOTE),
     _mm("mmseg_stdc1_cityscapes", "stdc1_seg", "stdc1_512x1024_80k_cityscapes",
-        "20211125_211245", "2c8ba4c5", "stdc1_512x1024_80k_cityscapes.py", 71.52, 73.35,
+        "20220224_073048", "74e6920a", "stdc1_4xb12-80k_cityscapes-512x1024.py", 71.82, 73.89,
         note="trained from scratch; " + _MM_STDC_NOTE),
     _mm("mmseg_stdc2_in1k-pre_cityscapes", "stdc2_seg", "stdc2_in1k-pre_512x1024_80k_cityscapes",
-        "20211125_220437", "d2c469f8", "stdc2_in1k-pre_512x1024_80k_cityscapes.py", 77.17, 79.01,
-        note=_MM_STDC_NOTE),
+        "20220224_073048", "1f8f0f6c", "stdc2_in1k-pre_4xb12-80k_cityscapes-512x1024.py", 76.67,
+        78.67, note=_MM_STDC_NOTE),
     _mm("mmseg_stdc2_cityscapes", "stdc2_seg", "stdc2_512x1024_80k_cityscapes",
-        "20211125_222450", "82333ae0", "stdc2_512x1024_80k_cityscapes.py", 73.20, 75.55,
+        "20220222_132015", "fb1e3a1a", "stdc2_4xb12-80k_cityscapes-512x1024.py", 73.15, 76.13,
         note="trained from scratch; " + _MM_STDC_NOTE),
+    # configs/stdc/README.md of v0.20 (2021-11 runs; the metafile now lists the ones above)
+    _mm("mmseg_stdc1_in1k-pre_cityscapes_2021", "stdc1_seg",
+        "stdc1_in1k-pre_512x1024_80k_cityscapes", "20211125_213942", "880bb7d0",
+        "stdc1_in1k-pre_512x1024_80k_cityscapes.py", 75.10, 77.72,
+        note="earlier release; " + _MM_STDC_NOTE),
+    _mm("mmseg_stdc1_cityscapes_2021", "stdc1_seg", "stdc1_512x1024_80k_cityscapes",
+        "20211125_211245", "2c8ba4c5", "stdc1_512x1024_80k_cityscapes.py", 71.52, 73.35,
+        note="earlier release, trained from scratch; " + _MM_STDC_NOTE),
+    _mm("mmseg_stdc2_in1k-pre_cityscapes_2021", "stdc2_seg",
+        "stdc2_in1k-pre_512x1024_80k_cityscapes", "20211125_220437", "d2c469f8",
+        "stdc2_in1k-pre_512x1024_80k_cityscapes.py", 77.17, 79.01,
+        note="earlier release; " + _MM_STDC_NOTE),
+    _mm("mmseg_stdc2_cityscapes_2021", "stdc2_seg", "stdc2_512x1024_80k_cityscapes",
+        "20211125_222450", "82333ae0", "stdc2_512x1024_80k_cityscapes.py", 73.20, 75.55,
+        note="earlier release, trained from scratch; " + _MM_STDC_NOTE),
     _mm("mmseg_bisenetv1_r18_in1k-pre_cityscapes", "bisenetv1_r18",
         "bisenetv1_r18-d32_in1k-pre_4x4_1024x1024_160k_cityscapes", "20210905_220251",
         "8ba80eff", "bisenetv1_r18-d32_in1k-pre_4x4_1024x1024_160k_cityscapes.py", 74.37, 76.91,
@@ -259,6 +275,20 @@ KNOWN_WEIGHTS: tuple = (
         "bisenetv1_r50-d32_4x4_1024x1024_160k_cityscapes", "20210923_222639", "7b28a2a6",
         "bisenetv1_r50-d32_4x4_1024x1024_160k_cityscapes.py", 76.92, 78.87,
         note="trained from scratch; " + _MM_BISENET_NOTE, model_kwargs=_CONV_BN),
+    KnownWeights(
+        "mmseg_stdcnet1_imagenet", "backbone", "STDC1",
+        f"{_MM}/pretrain/stdc/stdc1_20220308-5368626c.pth", None, "mmsegmentation",
+        "configs/stdc/stdc1_in1k-pre_4xb12-80k_cityscapes-512x1024.py (init_cfg checkpoint)",
+        "ImageNet-1k", "classification pretraining", convert_from="mmseg",
+        sha256_prefix="5368626c", note="the official STDCNet813 weights in mmseg's layout",
+    ),
+    KnownWeights(
+        "mmseg_stdcnet2_imagenet", "backbone", "STDC2",
+        f"{_MM}/pretrain/stdc/stdc2_20220308-7dbd9127.pth", None, "mmsegmentation",
+        "configs/stdc/stdc2_in1k-pre_4xb12-80k_cityscapes-512x1024.py (init_cfg checkpoint)",
+        "ImageNet-1k", "classification pretraining", convert_from="mmseg",
+        sha256_prefix="7dbd9127", note="the official STDCNet1446 weights in mmseg's layout",
+    ),
     KnownWeights(
         "mmseg_resnet18_v1c_imagenet", "backbone", "ResNet18V1c",
         "https://download.openmmlab.com/pretrain/third_party/resnet18_v1c-b5776b93.pth", None,
