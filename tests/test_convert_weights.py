@@ -308,6 +308,25 @@ def test_bisenetv2_sources_map_the_branches_and_report_the_rest(tmp_path, source
         _same(out, "sb.stem.left.1._conv.weight", src, f"{p}semantic.stage1.convs.3.weight")
 
 
+def test_coincheung_imagenet_backbone_one_state_dict_per_branch(tmp_path):
+    """backbone_v2.pth holds {'detail': state_dict, 'segment': state_dict}."""
+    spec = L.coincheung_bisenetv2(heads=False)
+    src = random_state(spec)
+    nested = {}
+    for key, value in src.items():
+        branch, rest = key.split(".", 1)
+        if branch in ("detail", "segment"):
+            nested.setdefault(branch, {})[rest] = value
+    path = save_torch_zip(nested, tmp_path / "backbone_v2.pth")
+    out, report = convert_checkpoint(path, "coincheung", strict=False)
+    branch_keys = {k for k in spec if k.startswith(("detail.", "segment."))}
+    assert branch_keys <= {s for s, _ in report.converted} | {s for s, _ in report.dropped} | {
+        k for k in report.unmatched if k.startswith("segment.S5_5.conv_last.bn")
+    }
+    _same(out, "sb.stem.fuse._batch_norm._mean", src, "segment.S1S2.fuse.bn.running_mean")
+    _same(out, "db.convs.0._conv.weight", src, "detail.S1.0.conv.weight")
+
+
 # ----------------------------------------------------------------- the command line
 
 

@@ -278,6 +278,16 @@ def load_torch_checkpoint(path: Union[str, Path]) -> Any:
             raise TorchCheckpointError(f"{path} is truncated or not a torch checkpoint") from err
 
 
+def _flatten(obj: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _unwrap(obj: Any) -> Dict[str, Any]:
     while isinstance(obj, dict):
         arrays = {k: v for k, v in obj.items() if isinstance(v, np.ndarray)}
@@ -285,6 +295,9 @@ def _unwrap(obj: Any) -> Dict[str, Any]:
             return obj
         inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
         if inner is None:
+            if obj and all(isinstance(v, dict) for v in obj.values()):
+                # one state dict per submodule, e.g. {"detail": {...}, "segment": {...}}
+                return _flatten(obj)
             break
         obj = inner
     raise TorchCheckpointError(
