@@ -72,6 +72,18 @@ def test_only_tensor_globals_resolve(tmp_path, module, name):
         load_torch_checkpoint(archive)
 
 
+def test_a_pickle_cannot_tamper_with_the_rebuild_functions(tmp_path):
+    # GLOBAL torch._utils._rebuild_tensor_v2, then BUILD with state: refused, nothing changed
+    payload = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n}X\x0c\x00\x00\x00__defaults__(K\x01tsb."
+    archive = tmp_path / "tamper.pth"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("archive/data.pkl", payload)
+    with pytest.raises(pickle.UnpicklingError, match="refusing to set"):
+        load_torch_checkpoint(archive)
+    good = save_torch_zip({"w": np.ones((2, 2), np.float32)}, tmp_path / "good.pth")
+    np.testing.assert_array_equal(load_torch_checkpoint(good)["w"], np.ones((2, 2)))
+
+
 @pytest.mark.parametrize("writer", [save_torch_zip, save_torch_legacy], ids=["zip", "legacy"])
 def test_reader_rebuilds_tensors_and_unwraps(tmp_path, writer):
     rng = np.random.default_rng(0)
@@ -181,6 +193,9 @@ def test_mmseg_stdc(tmp_path, target, layers):
     assert {k.split(".")[0] for k, _ in report.kept_init} == {
         "conv_out_sp2", "conv_out_sp4", "conv_out_sp16"
     }  # fmt: skip
+    assert len(report.kept_init) == 24 and not any(
+        k.startswith("conv_out_sp") and not k.startswith("conv_out_sp8") for k in report.zero_filled
+    )
     # arms.0 reads the 1024-channel stride-32 map in mmseg 1.x; convs.i follows arms.i
     _same(out, "cp.arm32.conv._conv.weight", src, "backbone.arms.0.conv_layer.conv.weight")
     _same(out, "cp.arm16.bn_atten._mean", src, "backbone.arms.1.atten_conv_layer.1.bn.running_mean")

@@ -198,11 +198,12 @@ def assemble(
             report.converted.remove((src_key, ours))
             report.mismatched.append((src_key, ours, shape, shape))
     optional_re = [(re.compile(p), reason) for p, reason in optional]
+    from_source = dict(out)
     for ours, shape in shapes.items():
         if ours in out:
             continue
         if ours.endswith(".bias") and len(shape) == 1:
-            weight = out.get(ours[: -len("bias")] + "weight")
+            weight = from_source.get(ours[: -len("bias")] + "weight")
             if weight is not None and weight.ndim == 4 and weight.shape[0] == shape[0]:
                 out[ours] = np.zeros(shape, dtype=np.float32)
                 report.zero_filled.append(ours)

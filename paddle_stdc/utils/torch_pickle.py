@@ -25,7 +25,7 @@ import struct
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
 
@@ -52,15 +52,45 @@ class TorchCheckpointError(ValueError):
     """The file is not a PyTorch checkpoint this reader understands."""
 
 
-class _StorageType:
+class _Sealed:
+    """Base of the stand-ins a pickle can reach: a BUILD opcode cannot set their state."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError(f"refusing to set the state of {self!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise pickle.UnpicklingError(f"refusing to set {name} on {self!r}")
+
+
+class _StorageType(_Sealed):
     """Stand-in for ``torch.FloatStorage`` & co.: only carries the element dtype."""
 
+    __slots__ = ("name", "dtype")
+
     def __init__(self, name: str) -> None:
-        self.name = name
-        self.dtype = STORAGE_DTYPES[name]
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "dtype", STORAGE_DTYPES[name])
 
     def __repr__(self) -> str:
         return f"torch.{self.name}"
+
+
+class _Function(_Sealed):
+    """One of our rebuild functions, handed to the pickle fresh for every reference."""
+
+    __slots__ = ("fn", "qualname")
+
+    def __init__(self, fn: Callable[..., Any], qualname: str) -> None:
+        object.__setattr__(self, "fn", fn)
+        object.__setattr__(self, "qualname", qualname)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+    def __repr__(self) -> str:
+        return self.qualname
 
 
 class _Storage:
@@ -145,17 +175,23 @@ def _codecs_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode(encoding)
 
 
-#: (module, name) -> local stand-in. Nothing else can be resolved by a pickle.
-_ALLOWED: Dict[Tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch", "Size"): tuple,
-    ("_codecs", "encode"): _codecs_encode,
+#: (module, name) -> factory of the local stand-in. Nothing else can be resolved by a pickle.
+#: Every reference gets a fresh, sealed object, so a pickle cannot alter what later loads use.
+_ALLOWED: Dict[Tuple[str, str], Callable[[], Any]] = {
+    ("collections", "OrderedDict"): lambda: OrderedDict,
+    ("torch", "Size"): lambda: tuple,
 }
-_ALLOWED.update({("torch", name): _StorageType(name) for name in STORAGE_DTYPES})
-_ALLOWED[("torch.storage", "UntypedStorage")] = _StorageType("UntypedStorage")
+for _name, _fn in (
+    ("torch._utils._rebuild_tensor_v2", _rebuild_tensor_v2),
+    ("torch._utils._rebuild_tensor", _rebuild_tensor),
+    ("torch._utils._rebuild_parameter", _rebuild_parameter),
+    ("_codecs.encode", _codecs_encode),
+):
+    _module, _, _attr = _name.rpartition(".")
+    _ALLOWED[(_module, _attr)] = lambda fn=_fn, name=_name: _Function(fn, name)
+for _name in STORAGE_DTYPES:
+    _ALLOWED[("torch", _name)] = lambda name=_name: _StorageType(name)
+_ALLOWED[("torch.storage", "UntypedStorage")] = lambda: _StorageType("UntypedStorage")
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -170,13 +206,14 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED[(module, name)]
+            factory = _ALLOWED[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(
                 f"refusing to load global {module}.{name}: a weights file may only contain "
                 "tensors, dicts, lists and plain values (the pickle tries to construct or call "
                 "something else; it was not executed)"
             ) from None
+        return factory()
 
     def persistent_load(self, pid: Any) -> Any:
         if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
