@@ -234,6 +234,18 @@ def test_mmseg_v020_names_and_arm_order(tmp_path):
           "backbone.backbone.stages.3.0.avg_pool.bn.running_var")  # fmt: skip
 
 
+def test_mmseg_final_conv_is_the_classifier_only_in_imagenet_files(tmp_path):
+    spec = L.mmseg_stdcnet((2, 2, 2), old_names=True)  # stdc2mmseg output: conv_last renamed
+    L._mm(spec, "final_conv", 1024, 1024, 1)
+    src, out, report = _convert(tmp_path, spec, "mmseg")
+    assert report.target == "STDC1" and report.ok
+    assert dict(report.dropped)["final_conv.conv.weight"] == "ImageNet classifier (conv_last)"
+    seg = L.mmseg_stdc_seg((2, 2, 2))
+    L._mm(seg, "backbone.backbone.final_conv", 1024, 1024, 1)  # with_final_conv=True model
+    with pytest.raises(ConversionError, match="backbone.backbone.final_conv.conv.weight"):
+        _convert(tmp_path, seg, "mmseg")
+
+
 @pytest.mark.parametrize("depth", [18, 50])
 def test_mmseg_resnet_v1c_imagenet(tmp_path, depth):
     spec = L.mmseg_resnet_v1c(depth, fc=True)

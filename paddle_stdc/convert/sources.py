@@ -142,8 +142,14 @@ def _mmseg_stdcnet_rules(prefix: str, ours_prefix: str, layers: Sequence[int]) -
             rf"{p}stages\.(?P<s>\d)\.(?P<j>\d+)\.(downsample|avg_pool)\.(?P<cb>conv|bn)",
             down_target,
         ),
-        Rule(rf"{p}final_conv\.(conv|bn)", None, "final_conv (with_final_conv=False in recipes)"),
-    ]
+    ] + (
+        # In an ImageNet file final_conv is the classifier's conv_last (renamed by mmseg's
+        # stdc2mmseg); in a segmentation model it would be used (with_final_conv=True), which
+        # ours cannot do, so there it stays unmatched.
+        [Rule(rf"{p}final_conv\.(conv|bn)", None, "ImageNet classifier (conv_last)")]
+        if not prefix
+        else []
+    )
 
 
 def _mmseg_arm_order(state: Dict[str, np.ndarray], prefix: str) -> Dict[str, str]:
