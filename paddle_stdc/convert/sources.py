@@ -108,6 +108,7 @@ def stdc_official(target: str) -> SourceSpec:
     notes = [
         "official conv_out16/conv_out32 (heads on the stride-8/16 context) are our "
         "conv_out8/conv_out16, as in PaddleSeg",
+        "cp.backbone.conv_last is dropped: unused with use_conv_last=False (train.py default)",
     ]
     return SourceSpec(rules, notes=notes)
 
