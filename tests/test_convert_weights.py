@@ -162,6 +162,33 @@ def test_official_stdc_imagenet_backbone(tmp_path, variant, layers):
     assert not any(k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in out)
 
 
+def test_converted_bn_statistics_drive_the_eval_forward(tmp_path):
+    """The first ConvX of STDCNet, computed in numpy from the *source* tensors, equals our
+    converted layer in eval mode: running_mean/var landed in _mean/_variance, not swapped."""
+    spec = L.official_stdcnet((2, 2, 2))
+    src, out, _ = _convert(tmp_path, spec, "stdc-official")
+    from paddle_stdc.models.backbones.stdcnet import STDC1
+
+    net = STDC1()
+    assert load_state(net, out, strict=True).exact
+    net.eval()
+    x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    with paddle.no_grad():
+        got = net.features[0](paddle.to_tensor(x)).numpy()
+    w = src["features.0.conv.weight"]  # (32, 3, 3, 3), stride 2, padding 1
+    padded = np.pad(x[0], ((0, 0), (1, 1), (1, 1)))
+    conv = np.zeros((32, 4, 4), np.float32)
+    for i in range(4):
+        for j in range(4):
+            patch = padded[:, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3]
+            conv[:, i, j] = np.tensordot(w, patch, axes=([1, 2, 3], [0, 1, 2]))
+    bn = "features.0.bn."
+    scale = src[bn + "weight"] / np.sqrt(src[bn + "running_var"] + 1e-5)
+    want = (conv - src[bn + "running_mean"][:, None, None]) * scale[:, None, None]
+    want = np.maximum(want + src[bn + "bias"][:, None, None], 0)
+    np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-5)
+
+
 def test_official_stdc_seg_checkpoint_runs(tmp_path):
     spec = L.official_stdc_seg((2, 2, 2), num_classes=11)
     src, out, report = _convert(tmp_path, spec, "stdc-official")
