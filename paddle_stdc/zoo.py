@@ -185,8 +185,10 @@ KNOWN_WEIGHTS: tuple = (
         None, "PaddleClas", "PaddleClas ImageNet model list (ResNet18_vd)",
         "ImageNet-1k", "classification pretraining", exact=False, verified=False,
         note=(
-            "URL as cited by Paddle projects' ImageNet weight lists; PaddleClas parameter "
-            "names are not mapped to ours yet, so it does not load"
+            "URL as cited by Paddle projects' ImageNet weight lists. Paddle's ResNet-vd names "
+            "(conv1_1, bb_i_j.conv0/short …) are not mapped to ours, and its ResNet18_vd has "
+            "a 1x1 shortcut conv in the first block that ours lacks (checked on PaddleSeg "
+            "2.8's ResNet18_vd), so it does not load"
         ),
     ),
     # ------------------------------------------------------------------ official STDC-Seg
