@@ -82,6 +82,27 @@ class ContextPath(nn.Layer):
         return self.conv_head16(up16), up32
 
 
+class ConvBNAttentionFFM(nn.Layer):
+    """FFM whose channel attention is one 1x1 conv + BN + ReLU, then a sigmoid.
+
+    The layout of mmsegmentation's BiSeNetV1 (``ffm.conv_atten``), so its released checkpoints
+    convert exactly; the default :class:`FeatureFusionModule` squeezes through two 1x1 convs.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.convblk = ConvBNReLU(in_channels, out_channels, 1)
+        self.conv_atten = ConvBNReLU(out_channels, out_channels, 1, bias=False)
+
+    def forward(self, fsp: paddle.Tensor, fcp: paddle.Tensor) -> paddle.Tensor:
+        feat = self.convblk(paddle.concat([fsp, fcp], axis=1))
+        atten = F.sigmoid(self.conv_atten(global_avg_pool(feat)))
+        return feat * atten + feat
+
+
+_FFMS = {"squeeze": FeatureFusionModule, "conv_bn": ConvBNAttentionFFM}
+
+
 class BiSeNetV1(nn.Layer):
     """BiSeNetV1 with an output-stride-32 ResNet context path.
 
@@ -89,6 +110,9 @@ class BiSeNetV1(nn.Layer):
         num_classes: number of classes K.
         backbone: a :class:`ResNet` (e.g. ``ResNet18V1c``); its block type picks the widths.
         align_corners: bilinear upsampling mode of the logits (mmsegmentation: False).
+        ffm: channel attention of the feature fusion module: ``"squeeze"`` (two 1x1 convs with a
+            4x bottleneck, as STDC-Seg) or ``"conv_bn"`` (one 1x1 conv + BN + ReLU, as
+            mmsegmentation's BiSeNetV1, whose checkpoints need it).
         pretrained: path or URL of whole-model weights, or None.
     """
 
@@ -99,9 +123,12 @@ class BiSeNetV1(nn.Layer):
         num_classes: int,
         backbone: ResNet,
         align_corners: bool = False,
+        ffm: str = "squeeze",
         pretrained: Optional[str] = None,
     ) -> None:
         super().__init__()
+        if ffm not in _FFMS:
+            raise ValueError(f"ffm must be one of {sorted(_FFMS)}, got {ffm!r}")
         if not isinstance(backbone, ResNet):
             raise TypeError(f"BiSeNetV1 needs a ResNet backbone, got {type(backbone).__name__}")
         family = "basic" if backbone.feat_channels[-1] == 512 else "bottleneck"
@@ -110,7 +137,7 @@ class BiSeNetV1(nn.Layer):
         self.align_corners = align_corners
         self.sp = SpatialPath(backbone.in_channels, spatial)
         self.cp = ContextPath(backbone, context)
-        self.ffm = FeatureFusionModule(spatial[-1] + context, fused)
+        self.ffm = _FFMS[ffm](spatial[-1] + context, fused)
         self.head = SegHead(fused, fused, num_classes)
         self.aux_head8 = SegHead(context, aux, num_classes)
         self.aux_head16 = SegHead(context, aux, num_classes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Tuple
 
 import paddle
@@ -61,8 +62,14 @@ def load_state(layer: nn.Layer, state: Dict[str, object], strict: bool = False) 
 
 
 def load_pretrained(layer: nn.Layer, ref: str, strict: bool = False) -> LoadReport:
-    """Load weights from a path or URL into ``layer`` and log what matched."""
-    path = resolve_weights(ref)
+    """Load weights from a path, a URL or a name of :data:`paddle_stdc.zoo.KNOWN_WEIGHTS` into
+    ``layer`` and log what matched."""
+    from paddle_stdc import zoo  # late: zoo's converters build models
+
+    if str(ref) in zoo.list_weights() and not Path(str(ref)).exists():
+        path = zoo.pdparams_for(str(ref))
+    else:
+        path = resolve_weights(ref)
     state = paddle.load(str(path))
     if not isinstance(state, dict):
         raise ValueError(f"{path} is not a state dict (got {type(state).__name__})")

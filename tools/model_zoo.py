@@ -1,0 +1,32 @@
+"""Regenerate the README's model-zoo tables from paddle_stdc.zoo.KNOWN_WEIGHTS.
+
+python tools/model_zoo.py            # rewrites README.md in place
+python tools/model_zoo.py --check    # exit 1 if README.md is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from paddle_stdc.zoo import render_zoo_table, update_readme
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--check", action="store_true")
+    args = p.parse_args(argv)
+    text = README.read_text()
+    updated = update_readme(text, render_zoo_table())
+    if args.check:
+        return 0 if updated == text else 1
+    README.write_text(updated)
+    print("README.md model zoo updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
