@@ -107,3 +107,20 @@ def test_resume_is_exact_with_dropout(tmp_path, synthetic_root):
     full = _weights(full_builder.model)
     for key, value in _weights(resumed_builder.model).items():
         np.testing.assert_allclose(value, full[key], atol=1e-6, rtol=0, err_msg=key)
+
+
+def test_visualdl_images_use_the_configs_palette(tmp_path):
+    from paddle_stdc.engine.logging import VisualDLWriter
+
+    class _Result:
+        confusion = np.zeros((2, 2))
+        samples = [(0, np.array([[0, 1]]), np.array([[1, 255]]))]
+
+    writer = VisualDLWriter(tmp_path, True, palette=[[10, 20, 30], [40, 50, 60]])
+    written = []
+    writer._writer.add_image = lambda tag, image, step: written.append(image)
+    writer.eval_images(_Result(), object(), 1)
+    writer.close()
+    (image,) = written
+    assert image[0, 0].tolist() == [10, 20, 30] and image[0, 1].tolist() == [40, 50, 60]
+    assert image[0, 2].tolist() == [40, 50, 60]  # the label half

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -62,8 +62,10 @@ class ProgressMeter:
 class VisualDLWriter:
     """A thin VisualDL ``LogWriter``; does nothing when disabled (or on non-main ranks)."""
 
-    def __init__(self, log_dir: str | Path, enabled: bool) -> None:
+    def __init__(self, log_dir: str | Path, enabled: bool, palette: Optional[Any] = None) -> None:
+        """``palette``: the config's top-level ``palette`` (name, list or file), if any."""
         self._writer = None
+        self._palette = palette
         if enabled:
             from visualdl import LogWriter
 
@@ -81,7 +83,7 @@ class VisualDLWriter:
         """Prediction | ground truth, side by side, for the samples the evaluator kept."""
         if self._writer is None:
             return
-        palette = palette_for(result.confusion.shape[0], type(dataset).__name__)
+        palette = palette_for(result.confusion.shape[0], type(dataset).__name__, self._palette)
         ignore = getattr(dataset, "ignore_index", 255)
         for k, (_, pred, label) in enumerate(result.samples):
             pair = np.concatenate(

@@ -241,7 +241,9 @@ def train(builder: Builder, options: TrainOptions) -> TrainResult:
     loader = build_train_loader(
         builder.train_dataset, batch_size, options.num_workers, state.iteration, state.data_seed
     )
-    writer = VisualDLWriter(save_dir, enabled=options.use_vdl and info.is_main)
+    writer = VisualDLWriter(
+        save_dir, options.use_vdl and info.is_main, builder.config.dic.get("palette")
+    )
     meter = ProgressMeter(iters, batch_size, steps_per_epoch=len(loader.batch_sampler))
     last_eval = None
     model.train()
