@@ -92,11 +92,3 @@ def render_table(rows: Sequence[ModelCardRow]) -> str:
         )
     lines.append(MARK_END)
     return "\n".join(lines)
-
-
-def update_readme(text: str, table: str) -> str:
-    """Replace the marked block of ``text`` with ``table``."""
-    begin, end = text.find(MARK_BEGIN), text.find(MARK_END)
-    if begin < 0 or end < 0:
-        raise ValueError("README has no model-card markers")
-    return text[:begin] + table + text[end + len(MARK_END) :]

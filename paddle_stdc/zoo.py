@@ -462,14 +462,6 @@ def render_zoo_table(entries: Sequence[KnownWeights] = KNOWN_WEIGHTS) -> str:
     return "\n".join(lines)
 
 
-def update_readme(text: str, table: str) -> str:
-    """Replace the marked block of ``text`` with ``table``."""
-    begin, end = text.find(MARK_BEGIN), text.find(MARK_END)
-    if begin < 0 or end < 0:
-        raise ValueError("README has no model-zoo markers")
-    return text[:begin] + table + text[end + len(MARK_END) :]
-
-
 def _check_entry(w: KnownWeights) -> List[str]:
     """Problems with one entry (empty when consistent); used by the tests."""
     problems = []

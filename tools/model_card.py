@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from paddle_stdc.model_card import model_card_rows, render_table, update_readme
+from paddle_stdc.model_card import MARK_BEGIN, MARK_END, model_card_rows, render_table
+from paddle_stdc.utils.readme import replace_block
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -20,7 +21,7 @@ def main(argv=None) -> None:
     p.add_argument("--check", action="store_true")
     args = p.parse_args(argv)
     text = README.read_text()
-    updated = update_readme(text, render_table(model_card_rows()))
+    updated = replace_block(text, MARK_BEGIN, MARK_END, render_table(model_card_rows()))
     if args.check:
         sys.exit(0 if updated == text else 1)
     README.write_text(updated)

@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from paddle_stdc.zoo import render_zoo_table, update_readme
+from paddle_stdc.utils.readme import replace_block
+from paddle_stdc.zoo import MARK_BEGIN, MARK_END, render_zoo_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -20,7 +21,7 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true")
     args = p.parse_args(argv)
     text = README.read_text()
-    updated = update_readme(text, render_zoo_table())
+    updated = replace_block(text, MARK_BEGIN, MARK_END, render_zoo_table())
     if args.check:
         return 0 if updated == text else 1
     README.write_text(updated)
