@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Callable, Dict, List
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -76,10 +76,9 @@ def make_images(folder: Path, count: int, size) -> List[tuple]:
     return list(zip(images, labels))
 
 
-def _sample(img_path: Path, lbl_path: Path, decoded: bool, cache: Dict) -> Dict:
-    if not decoded:
-        return {"img": str(img_path), "label": str(lbl_path), "gt_fields": ["label"]}
-    if img_path not in cache:  # what Compose's reader yields: float32 BGR, uint8 label
+def _decoded_sample(img_path: Path, lbl_path: Path, cache: Dict) -> Dict:
+    """A fresh copy of what Compose's reader yields: float32 BGR image, uint8 label."""
+    if img_path not in cache:
         cache[img_path] = (
             cv2.imread(str(img_path), cv2.IMREAD_COLOR).astype("float32"),
             np.asarray(cv2.imread(str(lbl_path), cv2.IMREAD_GRAYSCALE)),
@@ -88,56 +87,33 @@ def _sample(img_path: Path, lbl_path: Path, decoded: bool, cache: Dict) -> Dict:
     return {"img": img.copy(), "label": lbl.copy(), "gt_fields": ["label"]}
 
 
-def measure(composes: Dict[str, Compose], pairs, rounds: int, decoded: bool) -> Dict[str, Dict]:
-    """Per pipeline: samples/s over ``rounds`` passes through ``pairs``.
+def measure(
+    runs: Dict[str, Callable[[Any], Dict]], make_input: Callable[[int], Any], count: int,
+    rounds: int,
+) -> Dict[str, Dict]:  # fmt: skip
+    """Per pipeline: samples/s of ``runs[name](make_input(k))`` over ``rounds`` x ``count``.
 
     Pipelines alternate sample by sample (order flipped every sample), each sample seeded the
     same for all, so all pipelines do the same augmentations under the same machine load.
+    ``make_input`` runs outside the timed span (a fresh input per pipeline and sample).
     """
-    cache: Dict = {}
-    names = list(composes)
+    names = list(runs)
     times: Dict[str, List[float]] = {name: [] for name in names}
     shapes = {}
-    for name in names:  # warm-up (and the decode cache)
+    for name in names:  # warm-up
         random.seed(0)
         np.random.seed(0)
-        shapes[name] = composes[name](_sample(*pairs[0], decoded, cache))["img"].shape
-    step = 0
-    for r in range(rounds):
-        for k, (img, lbl) in enumerate(pairs):
-            step += 1
-            for name in names if step % 2 else reversed(names):
-                data = _sample(img, lbl, decoded, cache)
-                random.seed(r * 100_003 + k)
-                np.random.seed(r * 100_003 + k)
-                tic = time.perf_counter()
-                composes[name](data)
-                times[name].append(time.perf_counter() - tic)
-    return {
-        name: {
-            "samples_per_s": len(ts) / sum(ts),
-            "median_ms": statistics.median(ts) * 1000,
-            "shape": shapes[name],
-        }
-        for name, ts in times.items()
-    }
-
-
-def measure_datasets(datasets: Dict[str, object], rounds: int) -> Dict[str, Dict]:
-    """Per dataset: samples/s of ``dataset[k]``, alternating and seeded as :func:`measure`."""
-    names = list(datasets)
-    count = len(datasets[names[0]])
-    times: Dict[str, List[float]] = {name: [] for name in names}
-    shapes = {name: datasets[name][0]["img"].shape for name in names}  # warm-up
+        shapes[name] = runs[name](make_input(0))["img"].shape
     step = 0
     for r in range(rounds):
         for k in range(count):
             step += 1
             for name in names if step % 2 else reversed(names):
+                data = make_input(k)
                 random.seed(r * 100_003 + k)
                 np.random.seed(r * 100_003 + k)
                 tic = time.perf_counter()
-                datasets[name][k]
+                runs[name](data)
                 times[name].append(time.perf_counter() - tic)
     return {
         name: {
@@ -193,22 +169,24 @@ def main(argv=None) -> None:
     ours, stock_ops = pipelines["paddle_stdc"], pipelines[STOCK]
     with tempfile.TemporaryDirectory() as tmp:
         pairs = make_images(Path(tmp), args.count, args.size)
+        cache: Dict = {}
         decoded = measure(
-            {"paddle_stdc": Compose(ours), STOCK: Compose(stock_ops)}, pairs, args.rounds, True
-        )
+            {"paddle_stdc": Compose(ours), STOCK: Compose(stock_ops)},
+            lambda k: _decoded_sample(*pairs[k], cache), len(pairs), args.rounds,
+        )  # fmt: skip
         rows = [
             ("transforms (decoded float32 image in, as Compose reads it)", decoded, "paddle_stdc")
         ]
         if not args.no_decode:
             root = pairs[0][0].parents[3]  # root/leftImg8bit/train/city/image.png
-            datasets = {
-                "paddle_stdc": OurCityscapes(ours, str(root), mode="train"),
-                STOCK: StockCityscapes(stock_ops, str(root), mode="train"),
+            reads = {
+                "paddle_stdc": OurCityscapes(ours, str(root), mode="train").__getitem__,
+                STOCK: StockCityscapes(stock_ops, str(root), mode="train").__getitem__,
             }
             rows.append(
                 ("a training sample end to end: the Cityscapes dataset's `__getitem__` (PNG "
                  "decode, ours with its file checks, transforms)",
-                 measure_datasets(datasets, args.rounds), "paddle_stdc")
+                 measure(reads, lambda k: k, len(pairs), args.rounds), "paddle_stdc")
             )  # fmt: skip
     printed = set()
     for label, res, _ in rows:
