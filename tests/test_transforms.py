@@ -261,24 +261,6 @@ def test_float_image_out_of_8bit_range_stays_float():
     assert T.to_uint8(np.array([[0.4, 254.6]], np.float32)).tolist() == [[0, 255]]
 
 
-def test_uint8_compose_reads_files_like_paddleseg(tmp_path):
-    img, label = _image(), _label()
-    Image.fromarray(img).save(tmp_path / "img.png")  # RGB on disk
-    Image.fromarray(label).save(tmp_path / "label.png")
-    outs = []
-    for compose in (pst.Compose([T.Normalize()]), T.Uint8Compose([T.Normalize()])):
-        outs.append(
-            compose({"img": str(tmp_path / "img.png"), "label": str(tmp_path / "label.png")})
-        )
-    np.testing.assert_allclose(outs[1]["img"], outs[0]["img"], atol=1e-6)
-    assert outs[1]["img"].shape == (3, 96, 192)
-    np.testing.assert_array_equal(outs[1]["label"], label)
-    # Channel order: RGB, as PaddleSeg's (file stored RGB, read BGR, converted back).
-    np.testing.assert_allclose(outs[1]["img"][0], (img[..., 0] / 255.0 - 0.5) / 0.5, atol=1e-6)
-    with pytest.raises(ValueError, match="Can't read"):
-        T.Uint8Compose([T.Normalize()])({"img": str(tmp_path / "missing.png")})
-
-
 def test_pipeline_benchmark_runs_and_readme_has_its_table():
     import subprocess
     import sys
@@ -301,20 +283,32 @@ def test_pipeline_benchmark_runs_and_readme_has_its_table():
     assert (ROOT / "README.md").read_text() == readme  # --no_readme leaves it alone
 
 
-def test_use_uint8_reader_switches_only_uint8_safe_pipelines(synthetic_root):
-    from paddleseg.datasets import Cityscapes
+def test_datasets_read_uint8_only_for_uint8_safe_pipelines(synthetic_root):
+    from paddleseg.datasets import Cityscapes as StockCityscapes
 
-    ds = Cityscapes(transforms=_train_ops(T) + [T.Normalize()], dataset_root=str(synthetic_root))
+    from paddle_stdc.data.datasets import Cityscapes
+
+    ops = _train_ops(T) + [T.Normalize()]
+    ours = Cityscapes(ops, str(synthetic_root))
+    stock = StockCityscapes(transforms=ops, dataset_root=str(synthetic_root))  # float32 reader
     _seed(0)
-    before = ds[0]
-    assert T.use_uint8_reader(ds) and isinstance(ds.transforms, T.Uint8Compose)
-    assert not T.use_uint8_reader(ds)  # already switched
+    before = stock[0]
     _seed(0)
-    after = ds[0]
+    after = ours[0]
     np.testing.assert_array_equal(after["label"], before["label"])  # same draws, same labels
     assert after["img"].shape == before["img"].shape
     assert np.abs(after["img"] - before["img"]).max() < 1e-5
-    mixed = Cityscapes(
-        transforms=[pst.RandomDistort(), T.Normalize()], dataset_root=str(synthetic_root)
-    )
-    assert not T.use_uint8_reader(mixed) and type(mixed.transforms) is pst.Compose
+
+    seen = []
+
+    class Spy(pst.Compose):
+        def __call__(self, data):
+            seen.append(data["img"].dtype)
+            return super().__call__(data)
+
+    ours.transforms = Spy(ops)
+    ours[0]
+    ours.transforms = Spy([pst.RandomDistort(), T.Normalize()])  # PIL-based: needs float
+    ours[0]
+    assert seen == [np.uint8, np.float32]
+    assert T.takes_uint8(pst.Compose(ops)) and not T.takes_uint8(ours.transforms)

@@ -184,13 +184,6 @@ class CheckedDatasetMixin:
                 "has no samples: check dataset_root, mode and the file layout"
             )
 
-    def _uint8_transforms(self) -> bool:
-        """True when every transform takes uint8 (this project's fast ones, PaddleSeg's
-        geometric ones): the image then skips the float32 copy PaddleSeg's reader makes."""
-        if getattr(self, "_uint8_for", None) is not self.transforms:
-            self._uint8_for, self._uint8 = self.transforms, takes_uint8(self.transforms)
-        return self._uint8
-
     def read_sample(self, index: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """The checked (image uint8 BGR, label or None) of sample ``index``."""
         image_path, label_path = self.file_list[index]
@@ -203,8 +196,10 @@ class CheckedDatasetMixin:
 
     def _load(self, index: int) -> Dict[str, Any]:
         image, label = self.read_sample(index)
-        if not self._uint8_transforms():
-            image = image.astype("float32")  # as PaddleSeg's Compose reads it
+        # Every transform takes uint8 (ours, PaddleSeg's geometric ones): skip the float32
+        # copy PaddleSeg's reader makes; otherwise read as PaddleSeg's Compose does.
+        if not takes_uint8(self.transforms):
+            image = image.astype("float32")
         data: Dict[str, Any] = {"img": image, "trans_info": [], "gt_fields": []}
         if label is None:
             return self.transforms(data)

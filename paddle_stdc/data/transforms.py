@@ -17,7 +17,8 @@ by rounding only: bilinear resizing rounds to uint8 (PaddleSeg keeps float), the
 with 128 instead of 127.5, and the colour jitter uses lookup tables / OpenCV colour
 conversions that reproduce PIL's ImageEnhance formulas to within a grey level or two.
 
-Input: the float32 image PaddleSeg's ``Compose`` reads (values in [0, 255]) or a uint8 one;
+Input: the float32 image PaddleSeg's ``Compose`` reads (values in [0, 255]) or a uint8 one,
+which this project's datasets hand over when :func:`takes_uint8` holds for their pipeline;
 a float image outside [0, 255] (already normalised, HDR ...) is transformed in float instead.
 ``RandomPaddingCrop(category_max_ratio < 1)`` crops the image with the accepted window (PaddleSeg
 2.8 stores the cropped *label* into ``img`` there, a bug).
@@ -40,9 +41,8 @@ __all__ = [
     "RandomHorizontalFlip",
     "RandomDistort",
     "Normalize",
-    "Uint8Compose",
     "to_uint8",
-    "use_uint8_reader",
+    "takes_uint8",
 ]
 
 
@@ -390,27 +390,6 @@ class Normalize:
         return data
 
 
-class Uint8Compose(Compose):
-    """PaddleSeg's ``Compose``, but reading image files as uint8 (no float32 copy).
-
-    PaddleSeg's reader returns ``cv2.imread(...).astype('float32')`` and converts BGR to RGB
-    on floats; the transforms above only turn that back into uint8. Reading uint8 saves
-    both passes (about 9 ms of a 2048x1024 PNG's ~45 ms, see tools/benchmark_pipeline.py).
-    Everything else (channel checks, RGB order, label reading, the final HWC -> CHW) is
-    PaddleSeg's. A dataset opts in by building ``Uint8Compose(transforms)``; the transforms
-    must then accept uint8 images, as all of this module's and PaddleSeg's geometric ones do.
-    """
-
-    def __call__(self, data: Dict) -> Dict:
-        if isinstance(data.get("img"), str):
-            path = data["img"]
-            img = cv2.imread(path, self.read_flag)
-            if img is None:
-                raise ValueError(f"Can't read The image file {path}!")
-            data["img"] = img
-        return super().__call__(data)
-
-
 def _uint8_safe_types() -> tuple:
     import paddleseg.transforms.transforms as stock
 
@@ -425,21 +404,3 @@ def takes_uint8(compose: Any) -> bool:
     return isinstance(compose, Compose) and all(
         isinstance(t, _uint8_safe_types()) for t in compose.transforms
     )
-
-
-def use_uint8_reader(dataset) -> bool:
-    """Give ``dataset`` a :class:`Uint8Compose` if every transform it runs takes uint8 images.
-
-    For a PaddleSeg-style dataset whose ``transforms`` is PaddleSeg's ``Compose``; returns
-    whether it switched (False: no Compose, already switched, or a transform that may need
-    float input, e.g. PaddleSeg's own RandomDistort).
-    """
-    compose = getattr(dataset, "transforms", None)
-    if not isinstance(compose, Compose) or isinstance(compose, Uint8Compose):
-        return False
-    if not all(isinstance(t, _uint8_safe_types()) for t in compose.transforms):
-        return False
-    dataset.transforms = Uint8Compose(
-        compose.transforms, to_rgb=compose.to_rgb, img_channels=compose.img_channels
-    )
-    return True
