@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from paddle_stdc.data.datasets import DataError, bad_label_values, check_pair, read_image, read_label
+from paddle_stdc.data.datasets import DataError, read_checked
 
 
 @dataclass
@@ -54,17 +54,14 @@ def _scan_one(
     pair: Tuple[str, Optional[str]], channels: int, num_classes: int, ignore_index: int
 ) -> Tuple[Optional[str], Optional[Tuple[int, int]], Optional[np.ndarray]]:
     """(problem or None, image (W, H), per-class pixel counts) of one sample."""
-    image_path, label_path = pair
     try:
-        image = read_image(image_path, channels)
-        size = (int(image.shape[1]), int(image.shape[0]))
-        if label_path is None:
-            return None, size, None
-        label = read_label(label_path)
-        counts = np.bincount(label.ravel().astype(np.int64), minlength=max(256, num_classes))
-        check_pair(image, label, label_path, num_classes, ignore_index)
+        image, label = read_checked(*pair, channels, num_classes, ignore_index)
     except DataError as err:
         return str(err), None, None
+    size = (int(image.shape[1]), int(image.shape[0]))
+    if label is None:
+        return None, size, None
+    counts = np.bincount(label.ravel().astype(np.int64), minlength=max(256, num_classes))
     pixels = np.zeros(num_classes + 1, np.int64)
     pixels[:num_classes] = counts[:num_classes]
     if ignore_index < len(counts):
@@ -98,4 +95,4 @@ def scan_dataset(dataset, name: str = "dataset", num_workers: Optional[int] = No
     return report
 
 
-__all__ = ["DatasetReport", "scan_dataset", "bad_label_values"]
+__all__ = ["DatasetReport", "scan_dataset"]

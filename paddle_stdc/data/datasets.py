@@ -102,6 +102,18 @@ def check_pair(
         )
 
 
+def read_checked(
+    image_path: str, label_path: Optional[str], channels: int, num_classes: int, ignore_index: int
+) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(image, label or None) of one sample, with every check of :func:`check_pair`."""
+    image = read_image(image_path, channels)
+    if label_path is None:
+        return image, None
+    label = read_label(label_path)
+    check_pair(image, label, label_path, num_classes, ignore_index)
+    return image, label
+
+
 # ----------------------------------------------------------------------------- pairing
 
 
@@ -187,12 +199,8 @@ class CheckedDatasetMixin:
     def read_sample(self, index: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """The checked (image uint8 BGR, label or None) of sample ``index``."""
         image_path, label_path = self.file_list[index]
-        image = read_image(image_path, getattr(self, "img_channels", 3))
-        if label_path is None:
-            return image, None
-        label = read_label(label_path)
-        check_pair(image, label, label_path, self.num_classes, self.ignore_index)
-        return image, label
+        channels = getattr(self, "img_channels", 3)
+        return read_checked(image_path, label_path, channels, self.num_classes, self.ignore_index)
 
     def _load(self, index: int) -> Dict[str, Any]:
         image, label = self.read_sample(index)
