@@ -21,7 +21,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from paddle_stdc.data.loading import collate_or_error, error_record, raise_if_failed
+from paddle_stdc.data.loading import CapturingDataset, collate_or_error, raise_if_failed
 from paddle_stdc.engine.checkpoint import (
     TrainState,
     load_checkpoint,
@@ -90,10 +90,7 @@ class SeededDataset(paddle.io.Dataset):
         sample_seed = (self.seed * 1_000_003 + int(virtual_index)) % 2**32
         np.random.seed(sample_seed)
         random.seed(sample_seed)
-        try:
-            return self.dataset[int(virtual_index) % len(self.dataset)]
-        except Exception as err:  # noqa: BLE001  (re-raised by the training loop, no hang)
-            return error_record(err)
+        return self.dataset[int(virtual_index) % len(self.dataset)]
 
 
 class ResumableBatchSampler(paddle.io.BatchSampler):
@@ -141,7 +138,8 @@ def build_train_loader(
     """A DataLoader yielding batches forever from global step ``start_step`` on."""
     sampler = ResumableBatchSampler(dataset, batch_size, start_step)
     return paddle.io.DataLoader(
-        SeededDataset(dataset, seed),
+        # Loading errors travel as records and are re-raised by the loop (no DataLoader hang).
+        SeededDataset(CapturingDataset(dataset), seed),
         batch_sampler=sampler,
         num_workers=num_workers,
         return_list=True,
