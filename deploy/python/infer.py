@@ -16,15 +16,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import List
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predictor import OnnxPredictor, Predictor, RuntimeOptions, benchmark  # noqa: E402
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from predictor import (  # noqa: E402
+    OnnxPredictor,
+    Predictor,
+    RuntimeOptions,
+    benchmark,
+    list_images,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,15 +55,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
     return p.parse_args(argv)
-
-
-def list_images(path: Path) -> List[Path]:
-    if path.is_file():
-        return [path]
-    images = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise SystemExit(f"no images under {path}")
-    return images
 
 
 def save(mask: np.ndarray, image: np.ndarray, palette: np.ndarray, out_dir: Path, stem: str):

@@ -19,6 +19,17 @@ import yaml
 REQUIRED_KEYS = ("model", "params", "transforms", "input_shape", "output_op", "output_dtype")
 _INTERP = {"NEAREST": cv2.INTER_NEAREST, "LINEAR": cv2.INTER_LINEAR, "CUBIC": cv2.INTER_CUBIC,
            "AREA": cv2.INTER_AREA, "LANCZOS4": cv2.INTER_LANCZOS4}  # fmt: skip
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def list_images(path: Path) -> List[Path]:
+    """``path`` itself, or the images under the folder ``path`` (sorted, recursive)."""
+    if path.is_file():
+        return [path]
+    images = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise SystemExit(f"no images under {path}")
+    return images
 
 
 class DeployConfigError(ValueError):

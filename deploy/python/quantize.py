@@ -24,10 +24,15 @@ import numpy as np
 import yaml
 
 try:  # imported as deploy.python.quantize
-    from .predictor import DeployConfigError, load_deploy_config, preprocess
+    from .predictor import DeployConfigError, list_images, load_deploy_config, preprocess
 except ImportError:  # run as a script: deploy/python/quantize.py
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from predictor import DeployConfigError, load_deploy_config, preprocess  # noqa: E402
+    from predictor import (  # noqa: E402
+        DeployConfigError,
+        list_images,
+        load_deploy_config,
+        preprocess,
+    )
 
 METHODS = ("minmax", "entropy", "percentile")
 INT8_FILE = "model_int8.onnx"
@@ -104,11 +109,7 @@ def _register(export_dir: Path, file_name: str, method: str, num_images: int) ->
 
 def list_calibration_images(folder: Path, num_images: int) -> list:
     """The first ``num_images`` images under ``folder`` (sorted, recursive)."""
-    suffixes = {".png", ".jpg", ".jpeg", ".bmp"}
-    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
-    if not found:
-        raise SystemExit(f"no images under {folder}")
-    return found[:num_images]
+    return list_images(Path(folder))[:num_images]
 
 
 def main(argv=None) -> None:
