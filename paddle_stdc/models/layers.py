@@ -25,6 +25,18 @@ def init_conv_bn(model: nn.Layer) -> None:
             nn.initializer.Constant(0.0)(layer.bias)
 
 
+def nonneg(x: paddle.Tensor) -> paddle.Tensor:
+    """Mark ``x`` (known to be >= 0) for export: the identity, written as ReLU in static graphs.
+
+    ReLU is the identity on non-negative values, so the exported network computes the same
+    numbers; but Paddle Inference's oneDNN passes fuse "conv/multiply/add -> relu" into one
+    oneDNN kernel, while the bare op runs on Paddle's native CPU kernel, which is several
+    times slower for broadcasting elementwise ops and depthwise convs (see
+    ``tools/benchmark.py``). Dygraph (training, evaluation) returns ``x`` unchanged.
+    """
+    return x if paddle.in_dynamic_mode() else F.relu(x)
+
+
 def load_if_given(model: nn.Layer, pretrained: Optional[str]) -> None:
     """Load whole-layer weights from a path or URL when one is given."""
     if pretrained:
@@ -124,7 +136,7 @@ class AttentionRefinementModule(nn.Layer):
         feat = self.conv(x)
         atten = global_avg_pool(feat)
         atten = F.sigmoid(self.bn_atten(self.conv_atten(atten)))
-        return feat * atten
+        return nonneg(feat * atten)  # ReLU output times a sigmoid
 
 
 class FeatureFusionModule(nn.Layer):
@@ -140,7 +152,7 @@ class FeatureFusionModule(nn.Layer):
         feat = self.convblk(paddle.concat([fsp, fcp], axis=1))
         atten = global_avg_pool(feat)
         atten = F.sigmoid(self.conv2(F.relu(self.conv1(atten))))
-        return feat * atten + feat
+        return nonneg(nonneg(feat * atten) + feat)  # ReLU output times a sigmoid, plus itself
 
 
 def global_avg_pool(x: paddle.Tensor) -> paddle.Tensor:

@@ -28,6 +28,7 @@ from paddle_stdc.models.layers import (
     SegHead,
     global_avg_pool,
     load_if_given,
+    nonneg,
     resize_to,
 )
 from paddle_stdc.registry import register_model, register_variant
@@ -53,9 +54,10 @@ class ContextPath(nn.Layer):
     def forward(self, x: paddle.Tensor) -> Tuple[paddle.Tensor, ...]:
         feat2, feat4, feat8, feat16, feat32 = self.backbone(x)
         context = self.conv_avg(global_avg_pool(feat32))
-        feat32_sum = self.arm32(feat32) + context  # broadcast == nearest upsampling of 1x1
+        # Sums of ReLU outputs (nonneg: see layers.nonneg); broadcast == nearest upsampling of 1x1.
+        feat32_sum = nonneg(self.arm32(feat32) + context)
         feat32_up = self.conv_head32(resize_to(feat32_sum, feat16.shape[2:], "nearest"))
-        feat16_sum = self.arm16(feat16) + feat32_up
+        feat16_sum = nonneg(self.arm16(feat16) + feat32_up)
         feat16_up = self.conv_head16(resize_to(feat16_sum, feat8.shape[2:], "nearest"))
         return feat2, feat4, feat8, feat16, feat16_up, feat32_up
 
