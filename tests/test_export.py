@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -57,6 +58,46 @@ def test_onnx_agrees_with_paddle(name, tmp_path):
 
     agreement = check_onnx(ExportModel(model), art.onnx_file, [1, 3, 64, 128])
     assert agreement >= 0.999
+
+
+class _NoOnnxOp(paddle.nn.Layer):
+    """Dividing a scalar by a dynamic-batch tensor exports ``full_batch_size_like``, an op
+    paddle2onnx 2.x cannot convert; it then aborts its whole process with SIGABRT."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(3, 3, 1)
+
+    def forward(self, x):
+        return [9.0 / (self.conv(x).abs() + 1.0)]
+
+
+def test_failed_onnx_conversion_is_an_error_and_keeps_the_paddle_export(tmp_path):
+    with pytest.raises(RuntimeError, match="paddle2onnx could not convert.*usable without ONNX"):
+        export_model(_NoOnnxOp(), tmp_path, NORMALIZE, 3, fmt="onnx")
+    deploy = load_deploy_config(tmp_path)  # the Paddle export and deploy.yaml survive
+    assert deploy["model"] == "model.json" and deploy.get("onnx") is None
+    assert not (tmp_path / "model.onnx").exists()
+
+
+def test_onnx_that_disagrees_with_paddle_is_refused(tmp_path, monkeypatch):
+    """export_model runs ONNX Runtime against Paddle: a conversion of other weights fails."""
+    import paddle_stdc.export as export
+
+    paddle.seed(0)
+    other = export_model(paddle_stdc.create_model("stdc1_seg", num_classes=5),
+                         tmp_path / "other", NORMALIZE, 5, fmt="onnx")  # fmt: skip
+
+    def wrong_conversion(model_file, params_file, onnx_file):
+        shutil.copy(other.onnx_file, onnx_file)
+        return onnx_file
+
+    monkeypatch.setattr(export, "_to_onnx", wrong_conversion)
+    paddle.seed(1)
+    model = paddle_stdc.create_model("stdc1_seg", num_classes=5)
+    with pytest.raises(RuntimeError, match="disagrees with Paddle's"):
+        export_model(model, tmp_path / "new", NORMALIZE, 5, fmt="onnx")
+    assert load_deploy_config(tmp_path / "new").get("onnx") is None
 
 
 def test_softmax_output_and_fixed_shape(tmp_path):
