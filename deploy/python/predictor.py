@@ -129,6 +129,8 @@ class RuntimeOptions:
     gpu_mem_mb: int = 500
     #: Remove the PIR oneDNN placement pass (needed on Paddle 3.3, see paddle_config).
     onednn_workaround: bool = True
+    #: Paddle's per-operator timing report, printed when the predictor is released.
+    profile: bool = False
 
 
 def paddle_config(export_dir: Path, deploy: Dict[str, Any], opts: RuntimeOptions):
@@ -154,6 +156,8 @@ def paddle_config(export_dir: Path, deploy: Dict[str, Any], opts: RuntimeOptions
                 cfg.delete_pass("onednn_placement_pass")
         else:
             cfg.disable_onednn()
+    if opts.profile:
+        cfg.enable_profile()
     cfg.disable_glog_info()
     return cfg
 
