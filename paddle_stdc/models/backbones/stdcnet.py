@@ -24,16 +24,22 @@ from paddle_stdc.registry import register_backbone
 def avg_pool_3x3_s2(x: paddle.Tensor) -> paddle.Tensor:
     """3x3/2 average pooling with padding 1, padded cells excluded (``exclusive=True``).
 
-    For ``x`` >= 0 (it pools a ReLU output). Written as a depthwise 1/9 box-filter conv rescaled
-    by 9 / (per-position count of real cells): the same values as ``F.avg_pool2d(x, 3, 2, 1)``
-    up to float rounding, but in an exported graph both steps (marked :func:`nonneg`) become
-    fused oneDNN kernels; Paddle Inference's CPU pool2d kernel took ~24 ms per call on
-    STDC-Seg at 512x1024, the unfused conv and divide ~18 ms, the fused pair ~5 ms.
+    For ``x`` >= 0 (it pools a ReLU output). Written as a depthwise box-filter conv divided by
+    the per-position count of real cells: the same values as ``F.avg_pool2d(x, 3, 2, 1)``, but
+    a conv in Paddle Inference, whose CPU pool2d kernel took ~24 ms per call on STDC-Seg at
+    512x1024. Exported graphs use a 1/9 box times the reciprocal count instead, both marked
+    :func:`nonneg` so they fuse into oneDNN kernels (unfused conv + divide ~18 ms, fused ~5 ms);
+    dygraph keeps the sum / count form so training numerics do not change.
     """
     channels = x.shape[1]
+    ones = paddle.ones_like(x[:, :1])
+    if paddle.in_dynamic_mode():
+        total = F.conv2d(x, paddle.ones([channels, 1, 3, 3], dtype=x.dtype), stride=2, padding=1,
+                         groups=channels)  # fmt: skip
+        count = F.conv2d(ones, paddle.ones([1, 1, 3, 3], dtype=x.dtype), stride=2, padding=1)
+        return total / count
     mean9 = F.conv2d(x, paddle.full([channels, 1, 3, 3], 1.0 / 9.0), stride=2, padding=1,
                      groups=channels)  # fmt: skip
-    ones = paddle.ones_like(x[:, :1])
     count9 = F.conv2d(ones, paddle.full([1, 1, 3, 3], 1.0 / 9.0), stride=2, padding=1)
     # reciprocal-then-multiply: oneDNN fuses "multiply -> relu" but not "divide -> relu".
     return nonneg(paddle.reciprocal(count9) * nonneg(mean9))
