@@ -186,7 +186,7 @@ def test_export_and_infer_cli(tmp_path, synthetic_root):
     assert report["latency_ms_median"] > 0 and report["fps"] > 0
     proc = subprocess.run(
         [*infer, "--benchmark", "--shape", "1", "3", "64", "128", "--repeats", "2", "--profile"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,  # profile.log
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "onednn_op.fused_conv2d" in proc.stdout  # Paddle's per-operator table

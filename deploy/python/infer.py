@@ -58,7 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="with --benchmark: Paddle's per-operator time table (CPU/GPU, not TRT)",
+        help="with --benchmark: Paddle's per-operator time table on stdout (Paddle also "
+        "writes profile.log into the working directory)",
     )
     return p.parse_args(argv)
 
