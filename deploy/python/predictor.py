@@ -127,8 +127,8 @@ class RuntimeOptions:
     max_shape: Optional[Sequence[int]] = None
     shape_range_file: Optional[str] = None
     gpu_mem_mb: int = 500
-    #: Remove the PIR oneDNN placement pass (needed on Paddle 3.3, see paddle_config).
-    onednn_workaround: bool = True
+    #: CPU pass fixes for Paddle 3.3 (see paddle_config); False = Paddle's default passes.
+    cpu_pass_fixes: bool = True
     #: Paddle's per-operator timing report, printed when the predictor is released.
     profile: bool = False
 
@@ -149,13 +149,16 @@ def paddle_config(export_dir: Path, deploy: Dict[str, Any], opts: RuntimeOptions
             cfg.enable_onednn()
             if opts.precision == "bf16":
                 cfg.enable_onednn_bfloat16()
+        else:
+            cfg.disable_onednn()
+        if opts.cpu_pass_fixes:
             # Paddle 3.3's PIR oneDNN interpolate kernels fail on ArrayAttribute<double>
             # ("ConvertPirAttribute2RuntimeAttribute not support"); without the placement
             # pass the fused oneDNN passes still apply and interpolation runs on CPU kernels.
-            if opts.onednn_workaround:
-                cfg.delete_pass("onednn_placement_pass")
-        else:
-            cfg.disable_onednn()
+            cfg.delete_pass("onednn_placement_pass")
+            # transfer_layout_pass wraps pool2d in NCHW<->NHWC transposes for the NHWC
+            # kernel; on CPU that made BiSeNetV1's stem max pool ~100 ms instead of ~9 ms.
+            cfg.delete_pass("transfer_layout_pass")
     if opts.profile:
         cfg.enable_profile()
     cfg.disable_glog_info()
