@@ -154,7 +154,12 @@ def export_model(
     onnx_file = None
     if fmt == "onnx":
         onnx_file = _to_onnx(model_file, params_file, save_dir / "model.onnx")
-        check_onnx(wrapped, onnx_file, spec[0].shape)  # raises: deploy.yaml keeps onnx: null
+        try:
+            check_onnx(wrapped, onnx_file, spec[0].shape)
+        except RuntimeError as err:
+            raise RuntimeError(
+                f"{err}; deploy.yaml does not reference it, the Paddle export is usable."
+            ) from err
         deploy["Deploy"]["onnx"] = onnx_file.name
         deploy_file.write_text(yaml.safe_dump(deploy, sort_keys=False))
     logger.info("Exported to %s (%s, output %s)", save_dir, fmt, output_op)
@@ -185,13 +190,14 @@ def _to_onnx(model_file: Path, params_file: Path, onnx_file: Path, opset: int = 
             str(opset)]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0 or not onnx_file.is_file():
+        # paddle2onnx's own messages, without its empty "[Paddle2ONNX]" lines
         said = [line.strip() for line in (proc.stdout + proc.stderr).splitlines()
-                if "Paddle2ONNX" in line or "not support" in line.lower()]  # fmt: skip
+                if ("Paddle2ONNX" in line or "not support" in line.lower())
+                and line.split("]", 1)[-1].strip()]  # fmt: skip
         raise RuntimeError(
             f"paddle2onnx could not convert {model_file} (exit code {proc.returncode}): "
-            + " | ".join(s for s in said[-8:] if s.split("]", 1)[-1].strip())
-            + ". The Paddle "
-            f"Inference export in {model_file.parent} is complete and usable without ONNX."
+            f"{' | '.join(said[-8:])}. The Paddle Inference export in {model_file.parent} "
+            "is complete and usable without ONNX."
         )
     return onnx_file
 
@@ -225,7 +231,7 @@ def check_onnx(wrapped: ExportModel, onnx_file: Path, shape: Sequence[Optional[i
     if not ok:
         raise RuntimeError(
             f"{onnx_file}: ONNX Runtime's output disagrees with Paddle's (agreement "
-            f"{agreement:.5f}); deploy.yaml does not reference it, the Paddle export is usable."
+            f"{agreement:.5f})"
         )
     logger.info("ONNX Runtime agrees with Paddle: %.5f", agreement)
     return agreement
