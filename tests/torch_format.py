@@ -15,7 +15,7 @@ import struct
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -82,15 +82,19 @@ class _Pickler(pickle._Pickler):
         return None
 
 
-def _wrap(obj: Any, tensors: list, legacy: bool) -> Any:
+def _wrap(obj: Any, tensors: list, legacy: bool, memo: Optional[dict] = None) -> Any:
+    """Stand-ins for the arrays in ``obj``; one array object given twice shares one storage,
+    as tensors that share storage do in ``torch.save`` (e.g. STDCNet's ``x2`` / ``features``)."""
+    memo = {} if memo is None else memo
     if isinstance(obj, np.ndarray):
-        tensor = _Tensor(obj, str(len(tensors)), legacy)
-        tensors.append(tensor)
-        return tensor
+        if id(obj) not in memo:
+            memo[id(obj)] = _Tensor(obj, str(len(tensors)), legacy)
+            tensors.append(memo[id(obj)])
+        return memo[id(obj)]
     if isinstance(obj, dict):
-        return OrderedDict((k, _wrap(v, tensors, legacy)) for k, v in obj.items())
+        return OrderedDict((k, _wrap(v, tensors, legacy, memo)) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_wrap(v, tensors, legacy) for v in obj)
+        return type(obj)(_wrap(v, tensors, legacy, memo) for v in obj)
     return obj
 
 

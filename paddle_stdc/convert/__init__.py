@@ -16,7 +16,13 @@ from typing import Dict, Optional, Tuple, Union
 import numpy as np
 
 from paddle_stdc.convert.core import ConversionError, ConversionReport, Rule, assemble, rename
-from paddle_stdc.convert.sources import SOURCES, guess_target, spec_for
+from paddle_stdc.convert.sources import (
+    SOURCES,
+    UnsupportedConversion,
+    guess_target,
+    spec_for,
+    supported_pairs,
+)
 from paddle_stdc.utils.torch_pickle import load_torch_state_dict, strip_prefixes
 
 __all__ = [
@@ -24,6 +30,8 @@ __all__ = [
     "BACKBONE_TARGETS",
     "ConversionError",
     "ConversionReport",
+    "UnsupportedConversion",
+    "supported_pairs",
     "Rule",
     "convert_checkpoint",
     "convert_state",

@@ -216,3 +216,30 @@ def assemble(
         else:
             report.unfilled.append(ours)
     return out
+
+
+#: Source ConvBNReLU children (``conv``/``bn``) and ``nn.Sequential(conv, bn)`` indices -> ours.
+CBR = {"conv": "_conv", "bn": "_batch_norm"}
+SEQ_CB = {"0": "_conv", "1": "_batch_norm"}
+
+
+@dataclass
+class SourceSpec:
+    """How to convert one source's checkpoints to one of our targets."""
+
+    rules: List[Rule]
+    optional: List[Tuple[str, str]] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    #: keyword arguments of ``create_model`` for the model the converted weights belong to
+    model_kwargs: Dict[str, object] = field(default_factory=dict)
+
+
+def rule_cbr(src: str, ours: str) -> Rule:
+    """Source conv + BN module at ``src`` (regex; children ``conv``/``bn``) -> our ConvBNReLU at
+    ``ours`` (template; children ``_conv``/``_batch_norm``)."""
+    pattern = rf"{src}\.(?P<cb>conv|bn)"
+
+    def target(m: re.Match[str]) -> str:
+        return f"{m.expand(ours)}.{CBR[m.group('cb')]}"
+
+    return Rule(pattern, target)

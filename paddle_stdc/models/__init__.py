@@ -14,6 +14,12 @@ from paddle_stdc.models import (  # noqa: F401  (registration)
 )
 from paddle_stdc.registry import MODEL_VARIANTS, list_models
 
+#: Backbones ``create_model`` also builds, by their registered names.
+BACKBONE_NAMES = {
+    name: getattr(backbones, name)
+    for name in ("STDC1", "STDC2", "ResNet18V1c", "ResNet50V1c", "ResNet18D", "ResNet50D")
+}
+
 
 def create_model(
     name: str,
@@ -30,8 +36,13 @@ def create_model(
         pretrained: path or URL of whole-model weights.
         backbone_pretrained: path or URL of ImageNet backbone weights.
     """
+    if name in BACKBONE_NAMES:  # an ImageNet backbone alone (e.g. for converted weights)
+        if backbone_pretrained:
+            raise ValueError(f"{name} is a backbone: give its weights as `pretrained`")
+        return BACKBONE_NAMES[name](pretrained=pretrained, **kwargs)
     if name not in MODEL_VARIANTS:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+        known = list_models() + sorted(BACKBONE_NAMES)
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(known)}")
     return MODEL_VARIANTS[name](
         num_classes=num_classes,
         pretrained=pretrained,
