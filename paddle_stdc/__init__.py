@@ -8,7 +8,7 @@ YAML configs build this project's Paddle-3-correct classes and its fast uint8 tr
 from paddle_stdc import losses, models  # noqa: F401  (registration side effects)
 from paddle_stdc.data import datasets  # noqa: F401
 from paddle_stdc.data import transforms as _transforms  # noqa: F401  (registers transforms)
-from paddle_stdc.models import create_model
+from paddle_stdc.factory import create_model
 from paddle_stdc.registry import list_models
 
 __version__ = "0.1.0"

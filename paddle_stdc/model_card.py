@@ -59,7 +59,7 @@ def _eval_params(model: paddle.nn.Layer, shape: Sequence[int]) -> int:
 
 def model_card_rows(names: Sequence[str] = ()) -> List[ModelCardRow]:
     """One row per registered model variant (or the given names)."""
-    from paddle_stdc.models import create_model
+    from paddle_stdc.factory import create_model
 
     rows = []
     for name in names or list_models():

@@ -1,10 +1,9 @@
-"""Loading weights into a layer with an honest report of what matched."""
+"""Loading weights into a built layer with an honest report of what matched."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, List, Tuple
 
 import paddle
@@ -62,11 +61,11 @@ def load_state(layer: nn.Layer, state: Dict[str, object], strict: bool = False) 
 
 
 def load_pretrained(layer: nn.Layer, ref: str, strict: bool = False) -> LoadReport:
-    """Load weights from a path, a URL or a name of :data:`paddle_stdc.zoo.KNOWN_WEIGHTS` into
-    ``layer`` and log what matched."""
-    from paddle_stdc import zoo  # late: zoo's converters build models
+    """Load weights from a path, a URL or an entry name of :mod:`paddle_stdc.zoo` into ``layer``
+    and log what matched (the file I/O of model building: never inside a layer constructor)."""
+    from paddle_stdc import zoo  # late: zoo -> convert -> models, and models need this module
 
-    if str(ref) in zoo.list_weights() and not Path(str(ref)).exists():
+    if zoo.is_entry(ref):
         path = zoo.pdparams_for(str(ref))
     else:
         path = resolve_weights(ref)

@@ -1,10 +1,14 @@
-"""The known pretrained checkpoints: where they are, what they score, how they load.
+"""The registry of pretrained weights: where they are, what they score, how they load.
 
-One table, :data:`KNOWN_WEIGHTS`, covers the released weights of the reference projects for
-the models this package builds: PaddleSeg's (Paddle files that load as they are), the official
-STDC-Seg files, mmsegmentation's, sssegmentation's and CoinCheung's (PyTorch files, converted by
-:mod:`paddle_stdc.convert`). The README's model-zoo table is generated from it
-(``python tools/model_zoo.py``) and a test fails when the README is stale.
+One table, :data:`PRETRAINED` (in the spirit of timm's pretrained configs), covers the released
+weights of the reference projects for the models this package builds: PaddleSeg's (Paddle
+files that load as they are), the official STDC-Seg files, mmsegmentation's, sssegmentation's
+and CoinCheung's (PyTorch files, converted by :mod:`paddle_stdc.convert`). The README's
+model-zoo table is generated from it (``python tools/model_zoo.py``) and a test fails when the
+README is stale. An entry knows the model and options its weights need, their normalisation
+and number of classes, and what proves that the converted network computes what the source's
+code computes (``proof``); ``paddle_stdc.create_model(entry.model, pretrained=entry.name)``
+builds and loads it.
 
 Numbers are the ones the source publishes (Cityscapes val / VOC12 val mIoU in %; ``None`` when
 the source does not report that protocol). ``verified`` says the URL and numbers were read from
@@ -45,9 +49,21 @@ _MM = "https://download.openmmlab.com/mmsegmentation/v0.5"
 _PDSEG = "https://bj.bcebos.com/paddleseg/dygraph"
 
 
+#: Input normalisation, (mean, std) per RGB channel of an image scaled to [0, 1].
+Normalization = Tuple[Tuple[float, float, float], Tuple[float, float, float]]
+PADDLESEG_NORM: Normalization = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+IMAGENET_NORM: Normalization = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+#: CoinCheung/BiSeNet's Cityscapes statistics (lib/data/cityscapes_cv2.py, RGB).
+COINCHEUNG_CITY_NORM: Normalization = ((0.3257, 0.3690, 0.3223), (0.2112, 0.2148, 0.2115))
+
+#: ``proof`` of entries in PaddleSeg's own layout: tests/test_parity.py runs PaddleSeg 2.8's
+#: model and ours on the same weights.
+PADDLESEG_PROOF = "paddleseg"
+
+
 @dataclass(frozen=True)
-class KnownWeights:
-    """One released checkpoint.
+class PretrainedCfg:
+    """One released checkpoint and everything needed to use it.
 
     Attributes:
         name: key of this table.
@@ -58,15 +74,21 @@ class KnownWeights:
         source: project that released it.
         source_config: the config (or script) it was trained with, in the source repository.
         dataset: training / evaluation dataset.
-        resolution: training crop and evaluation resolution.
+        protocol: training crop and evaluation protocol (resolution or scale).
         miou, miou_flip, miou_ms_flip: published single-scale / flip / multi-scale+flip mIoU (%).
         convert_from: ``tools/convert_weights.py --src`` value for PyTorch files, None for Paddle.
-        exact: the file loads (after conversion) with no unmatched, unfilled or mis-shaped key.
         direct_download: ``url`` serves the file itself (not a Drive/Baidu page).
         verified: URL and numbers were read from the source's own README/config.
         sha256_prefix: leading hex digits of the SHA-256 the source published (file name).
         note: anything a user should know.
-        model_kwargs: ``create_model`` keyword arguments the weights need.
+        num_classes: classes of the classifier (None for backbones).
+        normalization: the input normalisation the weights were trained with.
+        eval_scale: the published number's evaluation scale (0.5 / 0.75: the paper's Seg50 /
+            Seg75 protocols).
+        proof: what shows the loaded network computes what the source's code computes: a
+            fixture of ``tests/fixtures/reference`` (outputs of the source's own code, checked
+            by ``tests/test_reference_parity.py``), ``"paddleseg"`` (PaddleSeg's layout,
+            ``tests/test_parity.py``), or None (not shown: the file may not load exactly).
     """
 
     name: str
@@ -77,32 +99,45 @@ class KnownWeights:
     source: str
     source_config: str
     dataset: str
-    resolution: str
+    protocol: str
     miou: Optional[float] = None
     miou_flip: Optional[float] = None
     miou_ms_flip: Optional[float] = None
     convert_from: Optional[str] = None
-    exact: bool = True
     direct_download: bool = True
     verified: bool = True
     sha256_prefix: Optional[str] = None
     note: str = ""
-    model_kwargs: Tuple[Tuple[str, object], ...] = ()
+    num_classes: Optional[int] = 19
+    normalization: Normalization = PADDLESEG_NORM
+    eval_scale: float = 1.0
+    proof: Optional[str] = PADDLESEG_PROOF
+
+    @property
+    def exact(self) -> bool:
+        """A test shows the (converted) file computes what the source's code computes."""
+        return self.proof is not None
+
+    @property
+    def model_kwargs(self) -> Dict[str, object]:
+        """``create_model`` options the weights need: the converter's for PyTorch files."""
+        if self.convert_from is None:
+            return {}
+        from paddle_stdc.convert import spec_for
+
+        return dict(spec_for(self.convert_from, self.model, {}).model_kwargs)
 
     @property
     def model_call(self) -> str:
         """How to build the model these weights load into, e.g. ``bisenetv1_r18(ffm='conv_bn')``."""
-        args = ", ".join(f"{k}={v!r}" for k, v in self.model_kwargs)
+        args = ", ".join(f"{k}={v!r}" for k, v in self.model_kwargs.items())
         return f"{self.model}({args})" if args else self.model
 
 
-def _mm(
-    name, model, folder, stamp, prefix, config, miou, ms_flip, note="", model_kwargs=()
-) -> KnownWeights:
-    family = folder.split("_")[0].split("-")[0]
-    family = "bisenetv1" if family.startswith("bisenetv1") else "stdc"
+def _mm(name, model, folder, stamp, prefix, config, miou, ms_flip, proof, note="") -> PretrainedCfg:
+    family = re.match(r"(stdc|bisenetv1|bisenetv2)", folder).group(1)
     crop = "512×1024" if family == "stdc" else "1024×1024"
-    return KnownWeights(
+    return PretrainedCfg(
         name=name,
         kind="segmentation",
         model=model,
@@ -112,51 +147,65 @@ def _mm(
         source="mmsegmentation",
         source_config=f"configs/{family}/{config}",
         dataset="Cityscapes",
-        resolution=_CS_EVAL.format(crop=crop),
+        protocol=_CS_EVAL.format(crop=crop),
         miou=miou,
         miou_ms_flip=ms_flip,
         convert_from="mmseg",
         note=note,
-        model_kwargs=tuple(model_kwargs),
+        normalization=IMAGENET_NORM,
+        proof=proof,
     )
 
 
-_MM_STDC_NOTE = (
-    "converter checked on the layouts of mmseg 1.x and v0.20 code, not on this file; "
-    "aux-head order from configs/_base_/models/stdc.py (aux heads are training-only)"
-)
-_MM_BISENET_NOTE = "mmseg's FFM attention is one 1x1 conv + BN: build the model with ffm='conv_bn'"
-_CONV_BN = (("ffm", "conv_bn"),)
+def _backbone(name, model, url, source, config, convert_from, proof, **kw) -> PretrainedCfg:
+    kw.setdefault("normalization", IMAGENET_NORM)
+    return PretrainedCfg(
+        name, "backbone", model, url, kw.pop("sha256", None), source, config, "ImageNet-1k",
+        "classification pretraining", convert_from=convert_from, num_classes=None, proof=proof,
+        **kw,
+    )  # fmt: skip
 
-KNOWN_WEIGHTS: tuple = (
+
+def _official(name, model, config, protocol, miou, scale, proof) -> PretrainedCfg:
+    return PretrainedCfg(
+        name, "segmentation", model, _STDC_DRIVE, None, "STDC-Seg (official)", config,
+        "Cityscapes", protocol, miou, convert_from="stdc-official", direct_download=False,
+        normalization=IMAGENET_NORM, eval_scale=scale, proof=proof,
+    )  # fmt: skip
+
+
+_MM_STDC_NOTE = "aux-head order from configs/_base_/models/stdc.py (aux heads are training-only)"
+_SSSEG_STORE = "https://github.com/SegmentationBLWX/modelstore/releases/download/ssseg_bisenetv2"
+_COINCHEUNG = "https://github.com/CoinCheung/BiSeNet/releases/download/0.0.0"
+_SSSEG_NOTE = "normalisation: ImageNet statistics (sssegmentation's Cityscapes config; unverified)"
+
+PRETRAINED: tuple = (
     # ------------------------------------------------------------------ PaddleSeg
-    KnownWeights(
+    PretrainedCfg(
         "paddleseg_stdc1_seg_cityscapes", "segmentation", "stdc1_seg",
         f"{_PDSEG}/cityscapes/stdc1_seg_cityscapes_1024x512_80k/model.pdparams", None,
         "PaddleSeg", "configs/stdcseg/stdc1_seg_cityscapes_1024x512_80k.yml", "Cityscapes",
         _CS_EVAL.format(crop="1024×512"), 74.74, 75.71, 76.64,
     ),
-    KnownWeights(
+    PretrainedCfg(
         "paddleseg_stdc2_seg_cityscapes", "segmentation", "stdc2_seg",
         f"{_PDSEG}/cityscapes/stdc2_seg_cityscapes_1024x512_80k/model.pdparams", None,
         "PaddleSeg", "configs/stdcseg/stdc2_seg_cityscapes_1024x512_80k.yml", "Cityscapes",
         _CS_EVAL.format(crop="1024×512"), 77.60, 78.32, 78.83,
     ),
-    KnownWeights(
+    PretrainedCfg(
         "paddleseg_stdc1_seg_voc12aug", "segmentation", "stdc1_seg",
         f"{_PDSEG}/pascal_voc12/stdc1_seg_voc12aug_512x512_40k/model.pdparams", None,
         "PaddleSeg", "configs/stdcseg/stdc1_seg_voc12aug_512x512_40k.yml", "VOC12+Aug",
-        "train crop 512×512; eval padded to 512×512", 68.06, 68.48, 69.04,
-        note="21 classes: create_model(..., num_classes=21)",
+        "train crop 512×512; eval padded to 512×512", 68.06, 68.48, 69.04, num_classes=21,
     ),
-    KnownWeights(
+    PretrainedCfg(
         "paddleseg_stdc2_seg_voc12aug", "segmentation", "stdc2_seg",
         f"{_PDSEG}/pascal_voc12/stdc2_seg_voc12aug_512x512_40k/model.pdparams", None,
         "PaddleSeg", "configs/stdcseg/stdc2_seg_voc12aug_512x512_40k.yml", "VOC12+Aug",
-        "train crop 512×512; eval padded to 512×512", 68.98, 70.07, 69.99,
-        note="21 classes: create_model(..., num_classes=21)",
+        "train crop 512×512; eval padded to 512×512", 68.98, 70.07, 69.99, num_classes=21,
     ),
-    KnownWeights(
+    PretrainedCfg(
         "paddleseg_bisenetv2_cityscapes", "segmentation", "bisenetv2",
         f"{_PDSEG}/cityscapes/bisenet_cityscapes_1024x1024_160k/model.pdparams", None,
         "PaddleSeg", "configs/bisenet/bisenet_cityscapes_1024x1024_160k.yml", "Cityscapes",
@@ -166,24 +215,21 @@ KNOWN_WEIGHTS: tuple = (
             "BiSeNetV1 file by mistake); ms+flip 74.43 (74.61 in another README version)"
         ),
     ),
-    KnownWeights(
-        "paddleseg_stdcnet1_imagenet", "backbone", "STDC1",
-        f"{_PDSEG}/STDCNet1.tar.gz", None, "PaddleSeg",
-        "configs/stdcseg/stdc1_seg_cityscapes_1024x512_80k.yml (backbone.pretrained)",
-        "ImageNet-1k", "classification pretraining",
+    _backbone(
+        "paddleseg_stdcnet1_imagenet", "STDC1", f"{_PDSEG}/STDCNet1.tar.gz", "PaddleSeg",
+        "configs/stdcseg/stdc1_seg_cityscapes_1024x512_80k.yml (backbone.pretrained)", None,
+        PADDLESEG_PROOF, normalization=PADDLESEG_NORM,
     ),
-    KnownWeights(
-        "paddleseg_stdcnet2_imagenet", "backbone", "STDC2",
-        f"{_PDSEG}/STDCNet2.tar.gz", None, "PaddleSeg",
-        "configs/stdcseg/stdc2_seg_cityscapes_1024x512_80k.yml (backbone.pretrained)",
-        "ImageNet-1k", "classification pretraining", verified=False,
+    _backbone(
+        "paddleseg_stdcnet2_imagenet", "STDC2", f"{_PDSEG}/STDCNet2.tar.gz", "PaddleSeg",
+        "configs/stdcseg/stdc2_seg_cityscapes_1024x512_80k.yml (backbone.pretrained)", None,
+        PADDLESEG_PROOF, normalization=PADDLESEG_NORM, verified=False,
         note="URL by analogy with STDCNet1.tar.gz; the STDC2 config was not read",
     ),
-    KnownWeights(
-        "paddleclas_resnet18_vd_imagenet", "backbone", "ResNet18D",
+    _backbone(
+        "paddleclas_resnet18_vd_imagenet", "ResNet18D",
         "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/ResNet18_vd_pretrained.pdparams",
-        None, "PaddleClas", "PaddleClas ImageNet model list (ResNet18_vd)",
-        "ImageNet-1k", "classification pretraining", exact=False, verified=False,
+        "PaddleClas", "PaddleClas ImageNet model list (ResNet18_vd)", None, None, verified=False,
         note=(
             "URL as cited by Paddle projects' ImageNet weight lists. Paddle's ResNet-vd names "
             "(conv1_1, bb_i_j.conv0/short …) are not mapped to ours, and its ResNet18_vd has "
@@ -192,160 +238,184 @@ KNOWN_WEIGHTS: tuple = (
         ),
     ),
     # ------------------------------------------------------------------ official STDC-Seg
-    KnownWeights(
-        "official_stdcnet813_imagenet", "backbone", "STDC1", _STDC_DRIVE, None,
-        "STDC-Seg (official)", "README: checkpoints/STDCNet813M_73.91.tar", "ImageNet-1k",
-        "classification pretraining", convert_from="stdc-official", direct_download=False,
+    _backbone(
+        "official_stdcnet813_imagenet", "STDC1", _STDC_DRIVE, "STDC-Seg (official)",
+        "README: checkpoints/STDCNet813M_73.91.tar", "stdc-official", "official_stdc1_imagenet",
+        direct_download=False,
         note="STDCNet813M_73.91.tar (73.91% top-1); Google Drive or BaiduYun (code q7dt) only",
     ),
-    KnownWeights(
-        "official_stdcnet1446_imagenet", "backbone", "STDC2", _STDC_DRIVE, None,
-        "STDC-Seg (official)", "README: checkpoints/STDCNet1446_76.47.tar", "ImageNet-1k",
-        "classification pretraining", convert_from="stdc-official", direct_download=False,
+    _backbone(
+        "official_stdcnet1446_imagenet", "STDC2", _STDC_DRIVE, "STDC-Seg (official)",
+        "README: checkpoints/STDCNet1446_76.47.tar", "stdc-official", "official_stdc2_imagenet",
+        direct_download=False,
         note="STDCNet1446_76.47.tar (76.47% top-1); Google Drive or BaiduYun (code q7dt) only",
     ),
-    KnownWeights(
-        "official_stdc1_seg50", "segmentation", "stdc1_seg", _STDC_DRIVE, None,
-        "STDC-Seg (official)", "evaluation.py: STDC1-Seg/model_maxmIOU50.pth, scale 0.5",
-        "Cityscapes", "train crop 1024×512; eval at 0.5 scale (512×1024)", 72.22,
-        convert_from="stdc-official", direct_download=False,
-    ),
-    KnownWeights(
-        "official_stdc1_seg75", "segmentation", "stdc1_seg", _STDC_DRIVE, None,
-        "STDC-Seg (official)", "evaluation.py: STDC1-Seg/model_maxmIOU75.pth, scale 0.75",
-        "Cityscapes", "train crop 1024×512; eval at 0.75 scale (768×1536)", 74.50,
-        convert_from="stdc-official", direct_download=False,
-    ),
-    KnownWeights(
-        "official_stdc2_seg50", "segmentation", "stdc2_seg", _STDC_DRIVE, None,
-        "STDC-Seg (official)", "evaluation.py: STDC2-Seg/model_maxmIOU50.pth, scale 0.5",
-        "Cityscapes", "train crop 1024×512; eval at 0.5 scale (512×1024)", 74.24,
-        convert_from="stdc-official", direct_download=False,
-    ),
-    KnownWeights(
-        "official_stdc2_seg75", "segmentation", "stdc2_seg", _STDC_DRIVE, None,
-        "STDC-Seg (official)", "evaluation.py: STDC2-Seg/model_maxmIOU75.pth, scale 0.75",
-        "Cityscapes", "train crop 1024×512; eval at 0.75 scale (768×1536)", 77.04,
-        convert_from="stdc-official", direct_download=False,
-    ),
+    _official("official_stdc1_seg50", "stdc1_seg",
+              "evaluation.py: STDC1-Seg/model_maxmIOU50.pth, scale 0.5",
+              "train crop 1024×512; eval at 0.5 scale (512×1024)", 72.22, 0.5,
+              "official_stdc1_seg"),
+    _official("official_stdc1_seg75", "stdc1_seg",
+              "evaluation.py: STDC1-Seg/model_maxmIOU75.pth, scale 0.75",
+              "train crop 1024×512; eval at 0.75 scale (768×1536)", 74.50, 0.75,
+              "official_stdc1_seg"),
+    _official("official_stdc2_seg50", "stdc2_seg",
+              "evaluation.py: STDC2-Seg/model_maxmIOU50.pth, scale 0.5",
+              "train crop 1024×512; eval at 0.5 scale (512×1024)", 74.24, 0.5,
+              "official_stdc2_seg"),
+    _official("official_stdc2_seg75", "stdc2_seg",
+              "evaluation.py: STDC2-Seg/model_maxmIOU75.pth, scale 0.75",
+              "train crop 1024×512; eval at 0.75 scale (768×1536)", 77.04, 0.75,
+              "official_stdc2_seg"),
     # ------------------------------------------------------------------ mmsegmentation
     # configs/stdc/metafile.yaml (current): the 2022-02 training runs
     _mm("mmseg_stdc1_in1k-pre_cityscapes", "stdc1_seg", "stdc1_in1k-pre_512x1024_80k_cityscapes",
         "20220224_141648", "3d4c2981", "stdc1_in1k-pre_4xb12-80k_cityscapes-512x1024.py", 74.94,
-        76.97, note=_MM_STDC_NOTE),
+        76.97, "mmseg_stdc1_seg", note=_MM_STDC_NOTE),
     _mm("mmseg_stdc1_cityscapes", "stdc1_seg", "stdc1_512x1024_80k_cityscapes",
         "20220224_073048", "74e6920a", "stdc1_4xb12-80k_cityscapes-512x1024.py", 71.82, 73.89,
-        note="trained from scratch; " + _MM_STDC_NOTE),
+        "mmseg_stdc1_seg", note="trained from scratch; " + _MM_STDC_NOTE),
     _mm("mmseg_stdc2_in1k-pre_cityscapes", "stdc2_seg", "stdc2_in1k-pre_512x1024_80k_cityscapes",
         "20220224_073048", "1f8f0f6c", "stdc2_in1k-pre_4xb12-80k_cityscapes-512x1024.py", 76.67,
-        78.67, note=_MM_STDC_NOTE),
+        78.67, "mmseg_stdc2_seg", note=_MM_STDC_NOTE),
     _mm("mmseg_stdc2_cityscapes", "stdc2_seg", "stdc2_512x1024_80k_cityscapes",
         "20220222_132015", "fb1e3a1a", "stdc2_4xb12-80k_cityscapes-512x1024.py", 73.15, 76.13,
-        note="trained from scratch; " + _MM_STDC_NOTE),
+        "mmseg_stdc2_seg", note="trained from scratch; " + _MM_STDC_NOTE),
     # configs/stdc/README.md of v0.20 (2021-11 runs; the metafile now lists the ones above)
     _mm("mmseg_stdc1_in1k-pre_cityscapes_2021", "stdc1_seg",
         "stdc1_in1k-pre_512x1024_80k_cityscapes", "20211125_213942", "880bb7d0",
-        "stdc1_in1k-pre_512x1024_80k_cityscapes.py", 75.10, 77.72,
+        "stdc1_in1k-pre_512x1024_80k_cityscapes.py", 75.10, 77.72, "mmseg_stdc1_seg",
         note="earlier release; " + _MM_STDC_NOTE),
     _mm("mmseg_stdc1_cityscapes_2021", "stdc1_seg", "stdc1_512x1024_80k_cityscapes",
         "20211125_211245", "2c8ba4c5", "stdc1_512x1024_80k_cityscapes.py", 71.52, 73.35,
-        note="earlier release, trained from scratch; " + _MM_STDC_NOTE),
+        "mmseg_stdc1_seg", note="earlier release, trained from scratch; " + _MM_STDC_NOTE),
     _mm("mmseg_stdc2_in1k-pre_cityscapes_2021", "stdc2_seg",
         "stdc2_in1k-pre_512x1024_80k_cityscapes", "20211125_220437", "d2c469f8",
-        "stdc2_in1k-pre_512x1024_80k_cityscapes.py", 77.17, 79.01,
+        "stdc2_in1k-pre_512x1024_80k_cityscapes.py", 77.17, 79.01, "mmseg_stdc2_seg",
         note="earlier release; " + _MM_STDC_NOTE),
     _mm("mmseg_stdc2_cityscapes_2021", "stdc2_seg", "stdc2_512x1024_80k_cityscapes",
         "20211125_222450", "82333ae0", "stdc2_512x1024_80k_cityscapes.py", 73.20, 75.55,
-        note="earlier release, trained from scratch; " + _MM_STDC_NOTE),
+        "mmseg_stdc2_seg", note="earlier release, trained from scratch; " + _MM_STDC_NOTE),
     _mm("mmseg_bisenetv1_r18_in1k-pre_cityscapes", "bisenetv1_r18",
         "bisenetv1_r18-d32_in1k-pre_4x4_1024x1024_160k_cityscapes", "20210905_220251",
         "8ba80eff", "bisenetv1_r18-d32_in1k-pre_4x4_1024x1024_160k_cityscapes.py", 74.37, 76.91,
-        note=_MM_BISENET_NOTE, model_kwargs=_CONV_BN),
+        "mmseg_bisenetv1_r18"),
     _mm("mmseg_bisenetv1_r18_in1k-pre_4x8_cityscapes", "bisenetv1_r18",
         "bisenetv1_r18-d32_in1k-pre_4x8_1024x1024_160k_cityscapes", "20210905_220322",
         "bb8db75f", "bisenetv1_r18-d32_in1k-pre_4x8_1024x1024_160k_cityscapes.py", 75.16, 77.24,
-        note="batch 4x8; " + _MM_BISENET_NOTE, model_kwargs=_CONV_BN),
+        "mmseg_bisenetv1_r18", note="batch 4x8"),
     _mm("mmseg_bisenetv1_r18_cityscapes", "bisenetv1_r18",
         "bisenetv1_r18-d32_4x4_1024x1024_160k_cityscapes", "20210922_172239", "c55e78e2",
         "bisenetv1_r18-d32_4x4_1024x1024_160k_cityscapes.py", 74.44, 77.05,
-        note="trained from scratch; " + _MM_BISENET_NOTE, model_kwargs=_CONV_BN),
+        "mmseg_bisenetv1_r18", note="trained from scratch"),
     _mm("mmseg_bisenetv1_r50_in1k-pre_cityscapes", "bisenetv1_r50",
         "bisenetv1_r50-d32_in1k-pre_4x4_1024x1024_160k_cityscapes", "20210917_234628",
         "8b304447", "bisenetv1_r50-d32_in1k-pre_4x4_1024x1024_160k_cityscapes.py", 77.68, 79.57,
-        note=_MM_BISENET_NOTE, model_kwargs=_CONV_BN),
+        "mmseg_bisenetv1_r50"),
     _mm("mmseg_bisenetv1_r50_cityscapes", "bisenetv1_r50",
         "bisenetv1_r50-d32_4x4_1024x1024_160k_cityscapes", "20210923_222639", "7b28a2a6",
         "bisenetv1_r50-d32_4x4_1024x1024_160k_cityscapes.py", 76.92, 78.87,
-        note="trained from scratch; " + _MM_BISENET_NOTE, model_kwargs=_CONV_BN),
-    KnownWeights(
-        "mmseg_stdcnet1_imagenet", "backbone", "STDC1",
-        f"{_MM}/pretrain/stdc/stdc1_20220308-5368626c.pth", None, "mmsegmentation",
+        "mmseg_bisenetv1_r50", note="trained from scratch"),
+    # configs/bisenetv2/metafile.yaml (mmseg 1.2.2)
+    _mm("mmseg_bisenetv2_cityscapes", "bisenetv2", "bisenetv2_fcn_4x4_1024x1024_160k_cityscapes",
+        "20210902_015551", "bcf10f09", "bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py", 73.21,
+        75.74, "mmseg_bisenetv2"),
+    _mm("mmseg_bisenetv2_ohem_cityscapes", "bisenetv2",
+        "bisenetv2_fcn_ohem_4x4_1024x1024_160k_cityscapes", "20210902_112947", "5f8103b4",
+        "bisenetv2_fcn_4xb4-ohem-160k_cityscapes-1024x1024.py", 73.57, 75.80, "mmseg_bisenetv2",
+        note="trained with OHEM"),
+    _mm("mmseg_bisenetv2_4x8_cityscapes", "bisenetv2",
+        "bisenetv2_fcn_4x8_1024x1024_160k_cityscapes", "20210903_000032", "e1a2eed6",
+        "bisenetv2_fcn_4xb8-160k_cityscapes-1024x1024.py", 75.76, 77.79, "mmseg_bisenetv2",
+        note="batch 4x8"),
+    _mm("mmseg_bisenetv2_fp16_cityscapes", "bisenetv2",
+        "bisenetv2_fcn_fp16_4x4_1024x1024_160k_cityscapes", "20210902_045942", "b979777b",
+        "bisenetv2_fcn_4xb4-amp-160k_cityscapes-1024x1024.py", 73.07, 75.13, "mmseg_bisenetv2",
+        note="trained with mixed precision (the file holds float32 weights)"),
+    _backbone(
+        "mmseg_stdcnet1_imagenet", "STDC1", f"{_MM}/pretrain/stdc/stdc1_20220308-5368626c.pth",
+        "mmsegmentation",
         "configs/stdc/stdc1_in1k-pre_4xb12-80k_cityscapes-512x1024.py (init_cfg checkpoint)",
-        "ImageNet-1k", "classification pretraining", convert_from="mmseg",
-        sha256_prefix="5368626c", note="the official STDCNet813 weights in mmseg's layout",
+        "mmseg", "mmseg_stdc1_imagenet", sha256_prefix="5368626c",
+        note="the official STDCNet813 weights in mmseg's layout (its stdc2mmseg.py)",
     ),
-    KnownWeights(
-        "mmseg_stdcnet2_imagenet", "backbone", "STDC2",
-        f"{_MM}/pretrain/stdc/stdc2_20220308-7dbd9127.pth", None, "mmsegmentation",
+    _backbone(
+        "mmseg_stdcnet2_imagenet", "STDC2", f"{_MM}/pretrain/stdc/stdc2_20220308-7dbd9127.pth",
+        "mmsegmentation",
         "configs/stdc/stdc2_in1k-pre_4xb12-80k_cityscapes-512x1024.py (init_cfg checkpoint)",
-        "ImageNet-1k", "classification pretraining", convert_from="mmseg",
-        sha256_prefix="7dbd9127", note="the official STDCNet1446 weights in mmseg's layout",
+        "mmseg", "mmseg_stdc2_imagenet", sha256_prefix="7dbd9127",
+        note="the official STDCNet1446 weights in mmseg's layout (its stdc2mmseg.py)",
     ),
-    KnownWeights(
-        "mmseg_resnet18_v1c_imagenet", "backbone", "ResNet18V1c",
-        "https://download.openmmlab.com/pretrain/third_party/resnet18_v1c-b5776b93.pth", None,
-        "mmsegmentation", "open-mmlab://resnet18_v1c (BiSeNetV1 R-18 in1k-pre configs)",
-        "ImageNet-1k", "classification pretraining", convert_from="mmseg",
-        sha256_prefix="b5776b93", verified=False,
+    _backbone(
+        "mmseg_resnet18_v1c_imagenet", "ResNet18V1c",
+        "https://download.openmmlab.com/pretrain/third_party/resnet18_v1c-b5776b93.pth",
+        "mmsegmentation", "open-mmlab://resnet18_v1c (BiSeNetV1 R-18 in1k-pre configs)", "mmseg",
+        None, sha256_prefix="b5776b93", verified=False,
         note="URL as cited by mmseg-based configs; mmcv's model list itself was not read",
     ),
-    KnownWeights(
-        "mmseg_resnet50_v1c_imagenet", "backbone", "ResNet50V1c",
-        "https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth", None,
-        "mmsegmentation", "open-mmlab://resnet50_v1c (BiSeNetV1 R-50 in1k-pre configs)",
-        "ImageNet-1k", "classification pretraining", convert_from="mmseg",
-        sha256_prefix="2cccc1ad", verified=False,
+    _backbone(
+        "mmseg_resnet50_v1c_imagenet", "ResNet50V1c",
+        "https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth",
+        "mmsegmentation", "open-mmlab://resnet50_v1c (BiSeNetV1 R-50 in1k-pre configs)", "mmseg",
+        None, sha256_prefix="2cccc1ad", verified=False,
         note="URL as cited by mmseg-based code; mmcv's model list itself was not read",
     ),
-    # ------------------------------------------------------------------ BiSeNetV2 elsewhere
-    KnownWeights(
+    # ------------------------------------------------------------------ sssegmentation
+    PretrainedCfg(
         "sssegmentation_bisenetv2_cityscapes", "segmentation", "bisenetv2",
-        "https://github.com/SegmentationBLWX/modelstore/releases/download/ssseg_bisenetv2/"
-        "fcn_bisenetv2_cityscapes.pth",
-        None, "sssegmentation", "ssseg/configs/bisenetv2/fcn_bisenetv2_cityscapes.py",
-        "Cityscapes", "train crop 1024×1024, bs 16, 860 epochs; eval whole", 74.62,
-        convert_from="sssegmentation", exact=False,
-        note="different BiSeNetV2 layout (heads, ReLU placement): backbone initialisation only",
+        f"{_SSSEG_STORE}/fcn_bisenetv2_cityscapes_train.pth", None, "sssegmentation",
+        "ssseg/configs/fcn/fcn_bisenetv2_cityscapes.py", "Cityscapes",
+        "train crop 1024×1024, bs 16, 860 epochs; eval whole", 74.62,
+        convert_from="sssegmentation", normalization=IMAGENET_NORM,
+        proof="sssegmentation_bisenetv2", note=_SSSEG_NOTE,
     ),
-    KnownWeights(
+    PretrainedCfg(
+        "sssegmentation_bisenetv2_fp16_cityscapes", "segmentation", "bisenetv2",
+        f"{_SSSEG_STORE}/fcn_bisenetv2fp16_cityscapes_train.pth", None, "sssegmentation",
+        "ssseg/configs/fcn/fcn_bisenetv2fp16_cityscapes.py", "Cityscapes",
+        "train crop 1024×1024, bs 16, 860 epochs, mixed precision; eval whole", 74.17,
+        convert_from="sssegmentation", normalization=IMAGENET_NORM,
+        proof="sssegmentation_bisenetv2", note=_SSSEG_NOTE,
+    ),
+    # ------------------------------------------------------------------ CoinCheung/BiSeNet
+    PretrainedCfg(
+        "coincheung_bisenetv1_cityscapes", "segmentation", "bisenetv1_r18",
+        f"{_COINCHEUNG}/model_final_v1_city_new.pth", None, "CoinCheung/BiSeNet",
+        "configs/bisenetv1_city.py", "Cityscapes",
+        "train crop 1024×1024 (config); eval whole", 75.44, None, 77.45,
+        convert_from="coincheung", normalization=COINCHEUNG_CITY_NORM,
+        proof="coincheung_bisenetv1", note="ms+flip is the README's msf column",
+    ),
+    PretrainedCfg(
         "coincheung_bisenetv2_cityscapes", "segmentation", "bisenetv2",
-        "https://github.com/CoinCheung/BiSeNet/releases/download/0.0.0/model_final_v2_city.pth",
-        None, "CoinCheung/BiSeNet", "configs/bisenetv2_city.py", "Cityscapes",
+        f"{_COINCHEUNG}/model_final_v2_city.pth", None, "CoinCheung/BiSeNet",
+        "configs/bisenetv2_city.py", "Cityscapes",
         "train crop 1024×1024 (config); eval whole", 74.95, None, 76.53,
-        convert_from="coincheung", exact=False,
-        note=(
-            "ms+flip is the README's msf column; different BiSeNetV2 layout: backbone "
-            "initialisation only"
-        ),
+        convert_from="coincheung", normalization=COINCHEUNG_CITY_NORM,
+        proof="coincheung_bisenetv2", note="ms+flip is the README's msf column",
     ),
-    KnownWeights(
-        "coincheung_bisenetv2_imagenet", "backbone", "bisenetv2",
-        "https://github.com/CoinCheung/BiSeNet/releases/download/0.0.0/backbone_v2.pth", None,
-        "CoinCheung/BiSeNet", "lib/models/bisenetv2.py (backbone_url)", "ImageNet-1k",
-        "classification pretraining", convert_from="coincheung", exact=False,
-        note="detail + segment branches only; different layout: initialisation only",
+    _backbone(
+        "coincheung_bisenetv2_imagenet", "bisenetv2", f"{_COINCHEUNG}/backbone_v2.pth",
+        "CoinCheung/BiSeNet", "lib/models/bisenetv2.py (backbone_url)", "coincheung",
+        "coincheung_bisenetv2_imagenet",
+        note="detail + semantic branches only (heads keep their initial values)",
     ),
 )  # fmt: skip
 
-_BY_NAME: Dict[str, KnownWeights] = {w.name: w for w in KNOWN_WEIGHTS}
+_BY_NAME: Dict[str, PretrainedCfg] = {w.name: w for w in PRETRAINED}
 
 
-def list_weights(model: Optional[str] = None) -> List[str]:
+def list_pretrained(model: Optional[str] = None) -> List[str]:
     """Names of the known checkpoints (for one model or backbone if given)."""
-    return [w.name for w in KNOWN_WEIGHTS if model is None or w.model == model]
+    return [w.name for w in PRETRAINED if model is None or w.model == model]
 
 
-def get_weights(name: str) -> KnownWeights:
+def is_entry(ref: object) -> bool:
+    """``ref`` names an entry (and no local file of that name exists)."""
+    return isinstance(ref, str) and ref in _BY_NAME and not Path(ref).exists()
+
+
+def get_pretrained(name: str) -> PretrainedCfg:
+    """The entry ``name``; a KeyError lists the known names."""
     try:
         return _BY_NAME[name]
     except KeyError:
@@ -353,14 +423,14 @@ def get_weights(name: str) -> KnownWeights:
 
 
 def fetch(
-    weights: Union[str, KnownWeights], path: Optional[str] = None, timeout: float = 30.0
+    weights: Union[str, PretrainedCfg], path: Optional[str] = None, timeout: float = 30.0
 ) -> Path:
     """The checkpoint file of ``weights``, as published (not converted).
 
     ``path`` (offline use) is a local copy; it wins over the URL and is checked against the
     known SHA-256. Otherwise the file is downloaded once into the cache and verified.
     """
-    entry = get_weights(weights) if isinstance(weights, str) else weights
+    entry = get_pretrained(weights) if isinstance(weights, str) else weights
     if path is not None:
         local = Path(path).expanduser()
         if not local.is_file():
@@ -385,7 +455,7 @@ def fetch(
 
 
 def pdparams_for(
-    weights: Union[str, KnownWeights],
+    weights: Union[str, PretrainedCfg],
     path: Optional[str] = None,
     strict: bool = True,
     timeout: float = 30.0,
@@ -396,9 +466,9 @@ def pdparams_for(
     (:mod:`paddle_stdc.convert`) into ``$PADDLE_STDC_HOME/converted/<name>.pdparams``, which
     later calls without ``path`` reuse (so a manually downloaded file is needed only once).
     A conversion that is not exact raises :class:`paddle_stdc.convert.ConversionError` with the
-    report; ``strict=False`` writes the partial result (entries with ``exact=False``).
+    report; ``strict=False`` writes the partial result (entries with ````).
     """
-    entry = get_weights(weights) if isinstance(weights, str) else weights
+    entry = get_pretrained(weights) if isinstance(weights, str) else weights
     if entry.convert_from is None:
         return resolve_weights(str(fetch(entry, path, timeout)))
     out = cache_dir() / "converted" / f"{entry.name}{'' if strict else '.partial'}.pdparams"
@@ -424,11 +494,21 @@ def resolve(ref: str, timeout: float = 30.0) -> Path:
     raise WeightsUnavailableError(f"{ref!r} is neither a known weights name, a file nor a URL")
 
 
+def _loads(w: PretrainedCfg) -> str:
+    """The README's "loads" cell: how the file loads and which test shows it is exact."""
+    how = f"convert `--src {w.convert_from}`" if w.convert_from else "as is"
+    if w.proof == PADDLESEG_PROOF:
+        return f"{how}; exact (= PaddleSeg 2.8's model, tests/test_parity.py)"
+    if w.proof:
+        return f"{how}; exact (= the source's code, fixture `{w.proof}`)"
+    return f"{how}; not shown exact" if w.convert_from else "no (names not mapped)"
+
+
 def _fmt(value: Optional[float]) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-def render_zoo_table(entries: Sequence[KnownWeights] = KNOWN_WEIGHTS) -> str:
+def render_zoo_table(entries: Sequence[PretrainedCfg] = PRETRAINED) -> str:
     """The README's model-zoo tables, between the markers."""
     lines = [MARK_BEGIN]
     for kind, title in (("segmentation", "Segmentation models"), ("backbone", "Backbones")):
@@ -436,16 +516,13 @@ def render_zoo_table(entries: Sequence[KnownWeights] = KNOWN_WEIGHTS) -> str:
             "",
             f"**{title}**",
             "",
-            "| name | model | source | dataset | resolution | mIoU | flip | ms+flip "
+            "| name | model | source | dataset | protocol | mIoU | flip | ms+flip "
             "| loads | checksum |",
             "|---|---|---|---|---|---:|---:|---:|---|---|",
         ]
         for w in (e for e in entries if e.kind == kind):
             link = f"[{w.name}]({w.url})" if w.url else w.name
-            if w.convert_from:
-                loads = f"convert `--src {w.convert_from}`" + ("" if w.exact else " (partial)")
-            else:
-                loads = "as is" if w.exact else "no (names not mapped)"
+            loads = _loads(w)
             checksum = (
                 "sha256" if w.sha256 else f"sha256 `{w.sha256_prefix}…`" if w.sha256_prefix else "–"
             )
@@ -454,7 +531,7 @@ def render_zoo_table(entries: Sequence[KnownWeights] = KNOWN_WEIGHTS) -> str:
                 flags.append("manual download")
             extra = f" ({', '.join(flags)})" if flags else ""
             lines.append(
-                f"| {link}{extra} | `{w.model_call}` | {w.source} | {w.dataset} | {w.resolution} "
+                f"| {link}{extra} | `{w.model_call}` | {w.source} | {w.dataset} | {w.protocol} "
                 f"| {_fmt(w.miou)} | {_fmt(w.miou_flip)} | {_fmt(w.miou_ms_flip)} | {loads} "
                 f"| {checksum} |"
             )
@@ -462,7 +539,7 @@ def render_zoo_table(entries: Sequence[KnownWeights] = KNOWN_WEIGHTS) -> str:
     return "\n".join(lines)
 
 
-def _check_entry(w: KnownWeights) -> List[str]:
+def _check_entry(w: PretrainedCfg) -> List[str]:
     """Problems with one entry (empty when consistent); used by the tests."""
     problems = []
     if w.kind not in ("segmentation", "backbone"):
@@ -478,4 +555,8 @@ def _check_entry(w: KnownWeights) -> List[str]:
             problems.append(f"mIoU {value} out of range")
     if w.url is not None and not w.url.startswith("https://"):
         problems.append("url is not https")
+    if (w.kind == "backbone") != (w.num_classes is None):
+        problems.append("num_classes is set for a backbone or missing for a segmentation model")
+    if not 0 < w.eval_scale <= 1:
+        problems.append(f"eval_scale {w.eval_scale}")
     return problems

@@ -167,12 +167,17 @@ def mmseg_stdc_seg(layers: Sequence[int], num_classes: int = 19) -> Spec:
     return spec
 
 
-def mmseg_resnet_v1c(depth: int, prefix: str = "", fc: bool = False) -> Spec:
-    """mmseg ResNetV1c: deep stem (stem.0/1, 3/4, 6/7), layers with downsample.0/1."""
+def mmseg_resnet_v1c(depth: int, prefix: str = "", fc: bool = False, deep_stem=True) -> Spec:
+    """mmseg ResNetV1c: deep stem (stem.0/1, 3/4, 6/7), layers with downsample.0/1;
+    ``deep_stem=False``: mmseg's ``ResNet`` (torchvision's names: 7x7 ``conv1``, ``bn1``)."""
     spec: Spec = {}
-    for idx, (i, o) in zip((0, 3, 6), ((3, 32), (32, 32), (32, 64))):
-        conv(spec, f"{prefix}stem.{idx}", o, i, 3)
-        bn(spec, f"{prefix}stem.{idx + 1}", o)
+    if deep_stem:
+        for idx, (i, o) in zip((0, 3, 6), ((3, 32), (32, 32), (32, 64))):
+            conv(spec, f"{prefix}stem.{idx}", o, i, 3)
+            bn(spec, f"{prefix}stem.{idx + 1}", o)
+    else:
+        conv(spec, f"{prefix}conv1", 64, 3, 7)
+        bn(spec, f"{prefix}bn1", 64)
     counts = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3)}[depth]
     bottleneck = depth >= 50
     cin = 64
@@ -202,14 +207,15 @@ def mmseg_resnet_v1c(depth: int, prefix: str = "", fc: bool = False) -> Spec:
     return spec
 
 
-def mmseg_bisenetv1(depth: int, num_classes: int = 19) -> Spec:
+def mmseg_bisenetv1(depth: int, num_classes: int = 19, deep_stem: bool = False) -> Spec:
     """mmseg BiSeNetV1 (configs/_base_/models/bisenetv1_r18-d32.py; R-50: context
-    (512, 1024, 2048), spatial (256, 256, 256, 512), out 1024, aux 512 -> 256)."""
+    (512, 1024, 2048), spatial (256, 256, 256, 512), out 1024, aux 512 -> 256). Its configs
+    build ``ResNet`` (7x7 stem); ``deep_stem=True`` for a ResNetV1c context path."""
     if depth == 18:
         ctx, spatial, out, aux = (128, 256, 512), (64, 64, 64, 128), 256, (128, 64)
     else:
         ctx, spatial, out, aux = (512, 1024, 2048), (256, 256, 256, 512), 1024, (512, 256)
-    spec = mmseg_resnet_v1c(depth, prefix="backbone.context_path.backbone.")
+    spec = mmseg_resnet_v1c(depth, "backbone.context_path.backbone.", deep_stem=deep_stem)
     cp = "backbone.context_path"
     for arm, cin in (("arm16", ctx[1]), ("arm32", ctx[2])):
         _mm(spec, f"{cp}.{arm}.conv_layer", cin, ctx[0], 3)
@@ -233,8 +239,36 @@ def mmseg_bisenetv1(depth: int, num_classes: int = 19) -> Spec:
 # ----------------------------------------------------------------- CoinCheung/BiSeNet
 
 
-def coincheung_bisenetv2(num_classes: int = 19, heads: bool = True) -> Spec:
-    """lib/models/bisenetv2.py BiSeNetV2(n_classes, aux_mode='train')."""
+def coincheung_bisenetv1(num_classes: int = 19) -> Spec:
+    """lib/models/bisenetv1.py BiSeNetV1(n_classes, aux_mode='train'): cp.resnet (Resnet18,
+    torchvision names), bias-free ConvBNReLU (conv, bn), FFM attention ``conv`` + ``bn``."""
+    spec = {
+        k.replace("backbone.context_path.backbone.", "cp.resnet."): v
+        for k, v in mmseg_resnet_v1c(18, "backbone.context_path.backbone.", deep_stem=False).items()
+    }
+    for arm, cin in (("arm16", 256), ("arm32", 512)):
+        _mm(spec, f"cp.{arm}.conv", cin, 128, 3)
+        conv(spec, f"cp.{arm}.conv_atten", 128, 128, 1)
+        bn(spec, f"cp.{arm}.bn_atten", 128)
+    _mm(spec, "cp.conv_head32", 128, 128, 3)
+    _mm(spec, "cp.conv_head16", 128, 128, 3)
+    _mm(spec, "cp.conv_avg", 512, 128, 1)
+    for name, cin, c, k in (("conv1", 3, 64, 7), ("conv2", 64, 64, 3), ("conv3", 64, 64, 3),
+                            ("conv_out", 64, 128, 1)):  # fmt: skip
+        _mm(spec, f"sp.{name}", cin, c, k)
+    _mm(spec, "ffm.convblk", 256, 256, 1)
+    conv(spec, "ffm.conv", 256, 256, 1)
+    bn(spec, "ffm.bn", 256)
+    for head, cin, mid in (("conv_out", 256, 256), ("conv_out16", 128, 64),
+                           ("conv_out32", 128, 64)):  # fmt: skip
+        _mm(spec, f"{head}.conv", cin, mid, 3)
+        conv(spec, f"{head}.conv_out", num_classes, mid, 1, bias=True)
+    return spec
+
+
+def coincheung_bisenetv2(num_classes: int = 19, backbone_only: bool = False) -> Spec:
+    """lib/models/bisenetv2.py BiSeNetV2(n_classes, aux_mode='train'); ``backbone_only``: the
+    ``detail.*`` and ``segment.*`` keys of backbone_v2.pth (no BGA, no heads)."""
     spec: Spec = {}
 
     def cbr(name, i, o, k, bias=False):
@@ -280,6 +314,8 @@ def coincheung_bisenetv2(num_classes: int = 19, heads: bool = True) -> Spec:
     bn(spec, "segment.S5_5.bn", 128)
     cbr("segment.S5_5.conv_gap", 128, 128, 1)
     cbr("segment.S5_5.conv_last", 128, 128, 3)
+    if backbone_only:
+        return spec
     conv(spec, "bga.left1.0", 128, 128, 3, groups=128)
     bn(spec, "bga.left1.1", 128)
     conv(spec, "bga.left1.2", 128, 128, 1)
@@ -292,18 +328,18 @@ def coincheung_bisenetv2(num_classes: int = 19, heads: bool = True) -> Spec:
     conv(spec, "bga.right2.2", 128, 128, 1)
     conv(spec, "bga.conv.0", 128, 128, 3)
     bn(spec, "bga.conv.1", 128)
-    if heads:
-        cbr("head.conv", 128, 1024, 3)
-        conv(spec, "head.conv_out.1", num_classes, 1024, 1, bias=True)
-        for name, cin, up in (
-            ("aux2", 16, 4),
-            ("aux3", 32, 8),
-            ("aux4", 64, 16),
-            ("aux5_4", 128, 32),
-        ):
-            cbr(f"{name}.conv", cin, 128, 3)
-            cbr(f"{name}.conv_out.0.1", 128, up * up, 3)
-            conv(spec, f"{name}.conv_out.1", num_classes, up * up, 1, bias=True)
+    # the heads, aux heads included (aux_mode='train')
+    cbr("head.conv", 128, 1024, 3)
+    conv(spec, "head.conv_out.1", num_classes, 1024, 1, bias=True)
+    for name, cin, up in (
+        ("aux2", 16, 4),
+        ("aux3", 32, 8),
+        ("aux4", 64, 16),
+        ("aux5_4", 128, 32),
+    ):
+        cbr(f"{name}.conv", cin, 128, 3)
+        cbr(f"{name}.conv_out.0.1", 128, up * up, 3)
+        conv(spec, f"{name}.conv_out.1", num_classes, up * up, 1, bias=True)
     return spec
 
 
@@ -371,10 +407,64 @@ def sssegmentation_bisenetv2(prefix: str = "backbone_net.", heads: bool = True) 
     conv(spec, f"{p}bga.conv.0", 128, 128, 3)
     bn(spec, f"{p}bga.conv.1", 128)
     if heads:
-        # The segmentor's heads (their exact names are not modelled here): whatever they are
-        # called, they must come out unmatched, not silently dropped.
+        # FCN segmentor (fcn.py): decoder = conv, BN, ReLU, Dropout2d, classifier; each
+        # auxiliary decoder (auxiliary.py, num_convs=2) = 2 x (conv, BN, ReLU), Dropout2d,
+        # classifier; widths of ssseg/configs/_base_/segmentors/bisenetv2.py.
         conv(spec, "decoder.0", 1024, 128, 3)
         bn(spec, "decoder.1", 1024)
         conv(spec, "decoder.4", 19, 1024, 1, bias=True)
-        conv(spec, "auxiliary_decoder.0.0", 16, 16, 3)
+        for i, (cin, ch) in enumerate(((16, 16), (32, 64), (64, 256), (128, 1024))):
+            conv(spec, f"auxiliary_decoder.{i}.0", ch, cin, 3)
+            bn(spec, f"auxiliary_decoder.{i}.1", ch)
+            conv(spec, f"auxiliary_decoder.{i}.3", ch, ch, 3)
+            bn(spec, f"auxiliary_decoder.{i}.4", ch)
+            conv(spec, f"auxiliary_decoder.{i}.7", 19, ch, 1, bias=True)
+    return spec
+
+
+# ----------------------------------------------------------------- mmsegmentation BiSeNetV2
+
+
+def mmseg_bisenetv2(num_classes: int = 19) -> Spec:
+    """mmseg 1.x EncoderDecoder(BiSeNetV2, FCNHead(128 -> 1024, one conv), four auxiliary
+    FCNHead(num_convs=2)) of configs/_base_/models/bisenetv2.py. ConvModules with a norm have
+    bias-free convs; the BGA's pointwise convs (no norm) keep their bias."""
+    spec: Spec = {}
+    cin = 3
+    for s, c in enumerate((64, 64, 128)):
+        for j in range(2 if s == 0 else 3):
+            _mm(spec, f"backbone.detail.detail_branch.{s}.{j}", cin if j == 0 else c, c, 3)
+        cin = c
+    st = "backbone.semantic.stage1"
+    _mm(spec, f"{st}.conv_first", 3, 16, 3)
+    _mm(spec, f"{st}.convs.0", 16, 8, 1)
+    _mm(spec, f"{st}.convs.1", 8, 16, 3)
+    _mm(spec, f"{st}.fuse_last", 32, 16, 3)
+    stages = {"stage2": (16, 32, 2), "stage3": (32, 64, 2), "stage4": (64, 128, 4)}
+    for stage, (ci, co, n) in stages.items():
+        for j in range(n):
+            name = f"backbone.semantic.{stage}.{j}"
+            i = ci if j == 0 else co
+            mid = i * 6
+            _mm(spec, f"{name}.conv1", i, i, 3)
+            _mm(spec, f"{name}.dwconv.0", i, mid, 3, groups=i)
+            if j == 0:
+                _mm(spec, f"{name}.dwconv.1", mid, mid, 3, groups=mid)
+                _mm(spec, f"{name}.shortcut.0.depthwise_conv", i, i, 3, groups=i)
+                _mm(spec, f"{name}.shortcut.0.pointwise_conv", i, co, 1)
+            _mm(spec, f"{name}.conv2.0", mid, co, 1)
+    ce = "backbone.semantic.stage4_CEBlock"
+    bn(spec, f"{ce}.gap.1", 128)
+    _mm(spec, f"{ce}.conv_gap", 128, 128, 1)
+    _mm(spec, f"{ce}.conv_last", 128, 128, 3)
+    for name in ("detail_dwconv", "semantic_dwconv"):
+        _mm(spec, f"backbone.bga.{name}.0.depthwise_conv", 128, 128, 3, groups=128)
+        conv(spec, f"backbone.bga.{name}.0.pointwise_conv.conv", 128, 128, 1, bias=True)
+    _mm(spec, "backbone.bga.detail_down.0", 128, 128, 3)
+    _mm(spec, "backbone.bga.semantic_conv.0", 128, 128, 3)
+    _mm(spec, "backbone.bga.conv", 128, 128, 3)
+    _fcn_head(spec, "decode_head", 128, 1024, num_classes)
+    for i, (ci, ch) in enumerate(((16, 16), (32, 64), (64, 256), (128, 1024))):
+        _fcn_head(spec, f"auxiliary_head.{i}", ci, ch, num_classes)
+        _mm(spec, f"auxiliary_head.{i}.convs.1", ch, ch, 3)
     return spec

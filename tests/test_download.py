@@ -8,8 +8,8 @@ import tarfile
 import paddle
 import pytest
 
-from paddle_stdc.models.weights import load_pretrained
 from paddle_stdc.utils.download import WeightsUnavailableError, resolve_weights
+from paddle_stdc.weights import load_pretrained
 
 
 def _closed_port() -> int:

@@ -10,7 +10,7 @@ from paddleseg.models.backbones import stdcnet as paddleseg_stdcnet
 from paddleseg.models.bisenet import BiSeNetV2 as PaddleSegBiSeNetV2
 
 import paddle_stdc
-from paddle_stdc.models.weights import load_state
+from paddle_stdc.weights import load_state
 
 
 def _random_state(reference) -> dict:

@@ -12,8 +12,8 @@ import argparse
 from paddle_stdc.engine.cli import add_common_args, opts_list, set_device, setup_logging
 from paddle_stdc.engine.config import Builder, load_config
 from paddle_stdc.export import FORMATS, OUTPUT_OPS, export_model
-from paddle_stdc.models.weights import load_pretrained
 from paddle_stdc.utils.visualize import palette_for
+from paddle_stdc.weights import load_pretrained
 
 
 def parse_args(argv=None) -> argparse.Namespace:

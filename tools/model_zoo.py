@@ -1,4 +1,4 @@
-"""Regenerate the README's model-zoo tables from paddle_stdc.zoo.KNOWN_WEIGHTS.
+"""Regenerate the README's model-zoo tables from paddle_stdc.zoo.PRETRAINED.
 
 python tools/model_zoo.py            # rewrites README.md in place
 python tools/model_zoo.py --check    # exit 1 if README.md is out of date

@@ -23,11 +23,11 @@ from paddle_stdc.convert.sources import (
     spec_for,
     supported_pairs,
 )
+from paddle_stdc.registry import get_model_info
 from paddle_stdc.utils.torch_pickle import load_torch_state_dict, strip_prefixes
 
 __all__ = [
     "SOURCES",
-    "BACKBONE_TARGETS",
     "ConversionError",
     "ConversionReport",
     "UnsupportedConversion",
@@ -37,16 +37,6 @@ __all__ = [
     "convert_state",
     "target_shapes",
 ]
-
-#: Backbone targets (ImageNet weights), by registered backbone name.
-BACKBONE_TARGETS = ("STDC1", "STDC2", "ResNet18V1c", "ResNet50V1c", "ResNet18D", "ResNet50D")
-
-#: Our classifier weight per segmentation model, to read the number of classes from.
-_CLASSIFIER = {
-    "stdc": "conv_out.conv_out.weight",
-    "bisenetv1": "head.conv_out.weight",
-    "bisenetv2": "head.conv_1x1.weight",
-}
 
 #: Prefixes a source may put before every model key (wrappers of the segmentor).
 _SOURCE_PREFIXES = {"sssegmentation": ("backbone_net.",)}
@@ -63,22 +53,20 @@ def _target_state(target: str, num_classes: int = 19, **model_kwargs) -> Dict[st
     """Our freshly initialised model's state dict (seed 0) as numpy arrays."""
     import paddle
 
-    from paddle_stdc.models import create_model
+    from paddle_stdc import models  # noqa: F401  (registers the models)
 
+    info = get_model_info(target)
+    if info.kind == "segmentation":
+        model_kwargs["num_classes"] = num_classes
     paddle.seed(0)
-    if target in BACKBONE_TARGETS:
-        from paddle_stdc.models.backbones import resnet, stdcnet
-
-        module = stdcnet if target.startswith("STDC") else resnet
-        layer = getattr(module, target)()
-    else:
-        layer = create_model(target, num_classes=num_classes, **model_kwargs)
+    layer = info.builder(**model_kwargs)
     return {k: v.numpy() for k, v in layer.state_dict().items()}
 
 
 def _num_classes(target: str, placed: Dict[str, tuple]) -> int:
-    family = next((f for f in _CLASSIFIER if target.startswith(f)), None)
-    entry = placed.get(_CLASSIFIER[family]) if family else None
+    """The number of classes of a checkpoint: rows of its classifier (19 if it has none)."""
+    classifier = get_model_info(target).classifier
+    entry = placed.get(classifier) if classifier else None
     return int(np.asarray(entry[1]).shape[0]) if entry is not None else 19
 
 
@@ -104,7 +92,7 @@ def convert_state(
         notes=list(spec.notes),
         model_kwargs=dict(spec.model_kwargs),
     )
-    num_classes = 19 if target in BACKBONE_TARGETS else _num_classes(target, placed)
+    num_classes = _num_classes(target, placed)
     initial = _target_state(target, num_classes, **spec.model_kwargs)
     shapes = {k: tuple(v.shape) for k, v in initial.items()}
     out = assemble(placed, shapes, report, spec.optional, initial)

@@ -32,12 +32,15 @@ class Rule:
     ``target`` is a template for :meth:`re.Match.expand` (``\\1`` ...), a callable returning our
     path (or None when it cannot place the key: it stays unmatched), or None to drop the key
     with ``reason``. ``transform(array, our_shape)`` may reshape a tensor whose layout differs.
+    ``value_fn(source_key, array)`` rewrites a value whose meaning differs (e.g. InPlaceABN's
+    ``|weight| + eps`` scale folded into a plain BN weight).
     """
 
     pattern: str
     target: Target
     reason: str = ""
     transform: Optional[Transform] = None
+    value_fn: Optional[Callable[[str, np.ndarray], np.ndarray]] = None
 
     @property
     def regex(self) -> Pattern[str]:
@@ -153,6 +156,8 @@ def rename(
             ours = f"{ours}.{_LEAVES[leaf]}"
             if ours in placed:
                 raise ValueError(f"{key} and {placed[ours][0]} both map to {ours}")
+            if rule.value_fn is not None:
+                value = rule.value_fn(key, np.asarray(value))
             placed[ours] = (key, value, rule.transform)
             break
         else:

@@ -88,8 +88,12 @@ def guess_target(source: str, state: Dict[str, np.ndarray]) -> str:
         if has(r"stages\.2\."):
             blocks = {m.group(1) for k in keys if (m := re.match(r"stages\.2\.(\d+)\.", k))}
             return "STDC1" if len(blocks) == 2 else "STDC2"
+        if has(r"backbone\.detail\.") and has(r"backbone\.semantic\."):
+            return "bisenetv2"
         if has(r"stem\.0\."):
             return "ResNet50V1c" if has(r"layer1\.0\.conv3\.") else "ResNet18V1c"
+    if source == "coincheung" and has(r"cp\.resnet\."):
+        return "bisenetv1_r18"
     if source in ("coincheung", "sssegmentation"):
         return "bisenetv2"
     raise ValueError(f"cannot tell which model this {source} checkpoint is; pass --model")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -34,9 +35,26 @@ def _stdcnet_official_rules(prefix: str, ours_prefix: str) -> List[Rule]:
     ]
 
 
+#: PyTorch's ``AvgPool2d(3, 2, 1)`` in the stride-2 STDC modules counts the zero padding.
+_TORCH_POOL = {"pool_count_pad": True}
+
+#: InPlaceABN's eps (modules/bn.py default, as model_stages.py builds it) = Paddle BN's default.
+_ABN_EPS = 1e-5
+
+
+def fold_inplace_abn(key: str, value: np.ndarray) -> np.ndarray:
+    """Official STDC-Seg's heads normalise with InPlaceABN, whose affine step scales by
+    ``|weight| + eps`` (its C++ kernel); our plain BN scales by ``weight``, so the BN weight
+    becomes ``|weight| + eps``. Conv weights and the other BN tensors are unchanged."""
+    path, _, leaf = key.rpartition(".")
+    if leaf == "weight" and path.rpartition(".")[2] in ("bn", "bn_atten"):
+        return (np.abs(value.astype(np.float64)) + _ABN_EPS).astype(value.dtype)
+    return value
+
+
 def stdc_official(target: str) -> SourceSpec:
     if target in ("STDC1", "STDC2"):
-        return SourceSpec(_stdcnet_official_rules("", ""))
+        return SourceSpec(_stdcnet_official_rules("", ""), model_kwargs=dict(_TORCH_POOL))
     heads = {"conv_out": "conv_out", "conv_out16": "conv_out8", "conv_out32": "conv_out16"}
     heads.update({f"conv_out_sp{s}": f"conv_out_sp{s}" for s in (2, 4, 8, 16)})
     head_alt = "|".join(sorted(heads, key=len, reverse=True))
@@ -56,12 +74,15 @@ def stdc_official(target: str) -> SourceSpec:
         ),
         Rule(rf"(?P<head>{head_alt})\.conv_out", lambda m: f"{head_target(m)}.conv_out"),
     ]
+    backbone = len(_stdcnet_official_rules("", ""))
+    rules = rules[:backbone] + [replace(r, value_fn=fold_inplace_abn) for r in rules[backbone:]]
     notes = [
         "official conv_out16/conv_out32 (heads on the stride-8/16 context) are our "
         "conv_out8/conv_out16, as in PaddleSeg",
         "cp.backbone.conv_last is dropped: unused with use_conv_last=False (train.py default)",
+        "InPlaceABN (heads, ARMs, FFM) folded into plain BN: weight -> |weight| + 1e-5",
     ]
-    return SourceSpec(rules, notes=notes)
+    return SourceSpec(rules, notes=notes, model_kwargs=dict(_TORCH_POOL))
 
 
 # --------------------------------------------------------------------------- mmseg
@@ -98,7 +119,14 @@ def _mmseg_stdcnet_rules(prefix: str, ours_prefix: str, layers: Sequence[int]) -
         # In an ImageNet file final_conv is the classifier's conv_last (renamed by mmseg's
         # stdc2mmseg); in a segmentation model it would be used (with_final_conv=True), which
         # ours cannot do, so there it stays unmatched.
-        [Rule(rf"{p}final_conv\.(conv|bn)", None, "ImageNet classifier (conv_last)")]
+        [
+            Rule(rf"{p}final_conv\.(conv|bn)", None, "ImageNet classifier (conv_last)"),
+            Rule(
+                r"x(8|16|32)\.0\.\d+\..+",
+                None,
+                "copy of stages.N that mmseg's stdc2mmseg.py keeps (mmseg ignores it)",
+            ),
+        ]
         if not prefix
         else []
     )
@@ -164,7 +192,9 @@ def _mmseg_stdc(variant: str, state: Dict[str, np.ndarray]) -> SourceSpec:
         "arms.I / convs.I are placed by the ARM input width (512 = stride 16, 1024 = stride 32), "
         "which differs between mmseg versions",
     ]
-    return SourceSpec(rules, optional=list(_STDC_DISABLED_DETAIL), notes=notes)
+    return SourceSpec(
+        rules, optional=list(_STDC_DISABLED_DETAIL), notes=notes, model_kwargs=dict(_TORCH_POOL)
+    )
 
 
 def _boundary_logit(value: np.ndarray, want: Tuple[int, ...]) -> np.ndarray:
@@ -178,7 +208,8 @@ def _boundary_logit(value: np.ndarray, want: Tuple[int, ...]) -> np.ndarray:
 def mmseg(target: str, state: Dict[str, np.ndarray]) -> SourceSpec:
     if target in ("stdc1_seg", "stdc2_seg"):
         return _mmseg_stdc(target[:5], state)
-    return SourceSpec(_mmseg_stdcnet_rules("", "", STDC_LAYERS[target.lower()]))
+    rules = _mmseg_stdcnet_rules("", "", STDC_LAYERS[target.lower()])
+    return SourceSpec(rules, model_kwargs=dict(_TORCH_POOL))
 
 
 #: source -> our targets this module converts to

@@ -48,7 +48,7 @@ def load_trained(args: argparse.Namespace):
     Returns the :class:`~paddle_stdc.engine.config.Builder` (model, val dataset, transforms).
     """
     from paddle_stdc.engine.config import Builder, load_config
-    from paddle_stdc.models.weights import load_pretrained
+    from paddle_stdc.weights import load_pretrained
 
     setup_logging()
     set_device(args.device)

@@ -16,7 +16,9 @@ import paddle.nn as nn
 from paddleseg.cvlibs import Config, SegBuilder
 
 import paddle_stdc  # noqa: F401  (registers our components before anything is built)
+from paddle_stdc import zoo
 from paddle_stdc.engine.validate import ConfigError
+from paddle_stdc.weights import load_pretrained
 
 
 def _null_pretrained(cfg: Any) -> Any:
@@ -67,8 +69,29 @@ class TrainableBundle(nn.Layer):
         self.losses = nn.LayerList([loss for loss in losses if loss.parameters()])
 
 
+def _entry_options(ref: Any, cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Model options a zoo entry's weights need, for a component config that names it as
+    ``pretrained`` (the config's own keys win)."""
+    if not zoo.is_entry(ref):
+        return {}
+    return {k: v for k, v in zoo.get_pretrained(ref).model_kwargs.items() if k not in cfg}
+
+
 class Builder(SegBuilder):
-    """PaddleSeg's ``SegBuilder`` whose optimizer also covers trainable loss parameters."""
+    """PaddleSeg's ``SegBuilder`` whose optimizer also covers trainable loss parameters, and
+    which loads ``pretrained`` weights (a zoo entry, a path or a URL) after building a
+    component, with the options a zoo entry's weights need."""
+
+    def build_component(self, cfg: Dict[str, Any]) -> Any:
+        cfg = dict(cfg)
+        ref = cfg.pop("pretrained", None)
+        if not ref:
+            return super().build_component(cfg)
+        component = super().build_component({**cfg, **_entry_options(ref, cfg)})
+        if not isinstance(component, nn.Layer):
+            raise ConfigError(f"{cfg.get('type')}: `pretrained` given to a non-layer component")
+        load_pretrained(component, ref)
+        return component
 
     @classmethod
     def show_msg(cls, name: str, cfg: Dict[str, Any]) -> None:

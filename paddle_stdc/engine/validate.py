@@ -91,6 +91,7 @@ def _check_keys(where: str, comp: Dict[str, Any]) -> None:
     if params is None:
         return
     accepted = [name for name in params if name not in ("self", "args")]
+    accepted += ["pretrained"]  # loaded by the Builder after building, not by a constructor
     for key in comp:
         if key != "type" and key not in accepted:
             raise ConfigError(

@@ -15,7 +15,8 @@ Blocks -> model class -> registered variants.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+import functools
+from typing import Dict, List, Tuple
 
 import paddle
 import paddle.nn as nn
@@ -24,11 +25,11 @@ import paddle.nn.functional as F
 from paddle_stdc.models.backbones.resnet import ResNet
 from paddle_stdc.models.layers import (
     AttentionRefinementModule,
+    ConvBN,
     ConvBNReLU,
     FeatureFusionModule,
     SegHead,
     global_avg_pool,
-    load_if_given,
 )
 from paddle_stdc.registry import register_model, register_variant
 
@@ -83,16 +84,19 @@ class ContextPath(nn.Layer):
 
 
 class ConvBNAttentionFFM(nn.Layer):
-    """FFM whose channel attention is one 1x1 conv + BN + ReLU, then a sigmoid.
+    """FFM whose channel attention is one 1x1 conv + BN (+ ReLU), then a sigmoid.
 
-    The layout of mmsegmentation's BiSeNetV1 (``ffm.conv_atten``), so its released checkpoints
-    convert exactly; the default :class:`FeatureFusionModule` squeezes through two 1x1 convs.
+    With ``relu`` the layout and function of mmsegmentation's BiSeNetV1 (``ffm.conv_atten``),
+    without it CoinCheung/BiSeNet's (``ffm.conv``, ``ffm.bn``), so their checkpoints convert
+    exactly; the default :class:`FeatureFusionModule` squeezes through two 1x1 convs.
+    (N, C_sp, H, W), (N, C_cp, H, W) -> (N, C_out, H, W).
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, relu: bool = True) -> None:
         super().__init__()
         self.convblk = ConvBNReLU(in_channels, out_channels, 1)
-        self.conv_atten = ConvBNReLU(out_channels, out_channels, 1, bias=False)
+        atten = ConvBNReLU if relu else ConvBN
+        self.conv_atten = atten(out_channels, out_channels, 1, bias=False)
 
     def forward(self, fsp: paddle.Tensor, fcp: paddle.Tensor) -> paddle.Tensor:
         feat = self.convblk(paddle.concat([fsp, fcp], axis=1))
@@ -100,7 +104,11 @@ class ConvBNAttentionFFM(nn.Layer):
         return feat * atten + feat
 
 
-_FFMS = {"squeeze": FeatureFusionModule, "conv_bn": ConvBNAttentionFFM}
+_FFMS = {
+    "squeeze": FeatureFusionModule,
+    "conv_bn": ConvBNAttentionFFM,
+    "conv_bn_no_relu": functools.partial(ConvBNAttentionFFM, relu=False),
+}
 
 
 class BiSeNetV1(nn.Layer):
@@ -111,9 +119,9 @@ class BiSeNetV1(nn.Layer):
         backbone: a :class:`ResNet` (e.g. ``ResNet18V1c``); its block type picks the widths.
         align_corners: bilinear upsampling mode of the logits (mmsegmentation: False).
         ffm: channel attention of the feature fusion module: ``"squeeze"`` (two 1x1 convs with a
-            4x bottleneck, as STDC-Seg) or ``"conv_bn"`` (one 1x1 conv + BN + ReLU, as
-            mmsegmentation's BiSeNetV1, whose checkpoints need it).
-        pretrained: path or URL of whole-model weights, or None.
+            4x bottleneck, as STDC-Seg), ``"conv_bn"`` (one 1x1 conv + BN + ReLU, as
+            mmsegmentation's BiSeNetV1, whose checkpoints need it) or ``"conv_bn_no_relu"``
+            (one 1x1 conv + BN, as CoinCheung/BiSeNet's).
     """
 
     train_output_names = ("seg", "aux8", "aux16")
@@ -124,7 +132,6 @@ class BiSeNetV1(nn.Layer):
         backbone: ResNet,
         align_corners: bool = False,
         ffm: str = "squeeze",
-        pretrained: Optional[str] = None,
     ) -> None:
         super().__init__()
         if ffm not in _FFMS:
@@ -141,7 +148,6 @@ class BiSeNetV1(nn.Layer):
         self.head = SegHead(fused, fused, num_classes)
         self.aux_head8 = SegHead(context, aux, num_classes)
         self.aux_head16 = SegHead(context, aux, num_classes)
-        load_if_given(self, pretrained)
 
     def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
         size = x.shape[2:]
@@ -158,30 +164,24 @@ class BiSeNetV1(nn.Layer):
 register_model(BiSeNetV1)
 
 
-def _bisenetv1(depth, num_classes, pretrained, backbone_pretrained, shortcut, kwargs):
-    backbone = ResNet(depth=depth, shortcut=shortcut, pretrained=backbone_pretrained)
-    return BiSeNetV1(num_classes, backbone, pretrained=pretrained, **kwargs)
+def _bisenetv1(depth: int, num_classes: int, shortcut: str, stem: str, kwargs) -> BiSeNetV1:
+    backbone = ResNet(depth=depth, shortcut=shortcut, stem=stem)
+    return BiSeNetV1(num_classes, backbone, **kwargs)
 
 
-@register_variant
+@register_variant(classifier="head.conv_out.weight", backbone_attr="cp.backbone")
 def bisenetv1_r18(
-    num_classes: int = 19,
-    pretrained: Optional[str] = None,
-    backbone_pretrained: Optional[str] = None,
-    shortcut: str = "conv",
-    **kwargs,
+    num_classes: int = 19, shortcut: str = "conv", stem: str = "deep", **kwargs
 ) -> BiSeNetV1:
-    """BiSeNetV1 R-18-D32 (``shortcut='avgpool'`` for ResNet-vd ImageNet weights)."""
-    return _bisenetv1(18, num_classes, pretrained, backbone_pretrained, shortcut, kwargs)
+    """BiSeNetV1 R-18-D32 (``shortcut='avgpool'`` for ResNet-vd ImageNet weights;
+    ``stem='plain'``, the 7x7 stem, for mmsegmentation's and CoinCheung's checkpoints)."""
+    return _bisenetv1(18, num_classes, shortcut, stem, kwargs)
 
 
-@register_variant
+@register_variant(classifier="head.conv_out.weight", backbone_attr="cp.backbone")
 def bisenetv1_r50(
-    num_classes: int = 19,
-    pretrained: Optional[str] = None,
-    backbone_pretrained: Optional[str] = None,
-    shortcut: str = "conv",
-    **kwargs,
+    num_classes: int = 19, shortcut: str = "conv", stem: str = "deep", **kwargs
 ) -> BiSeNetV1:
-    """BiSeNetV1 R-50-D32 (``shortcut='avgpool'`` for ResNet-vd ImageNet weights)."""
-    return _bisenetv1(50, num_classes, pretrained, backbone_pretrained, shortcut, kwargs)
+    """BiSeNetV1 R-50-D32 (``shortcut='avgpool'`` for ResNet-vd ImageNet weights;
+    ``stem='plain'``, the 7x7 stem, for mmsegmentation's checkpoints)."""
+    return _bisenetv1(50, num_classes, shortcut, stem, kwargs)

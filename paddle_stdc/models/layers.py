@@ -6,13 +6,9 @@ released checkpoints load into our models without renaming.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
-
-from paddle_stdc.models.weights import load_pretrained
 
 
 def init_conv_bn(model: nn.Layer) -> None:
@@ -35,12 +31,6 @@ def nonneg(x: paddle.Tensor) -> paddle.Tensor:
     ``tools/benchmark.py``). Dygraph (training, evaluation) returns ``x`` unchanged.
     """
     return x if paddle.in_dynamic_mode() else F.relu(x)
-
-
-def load_if_given(model: nn.Layer, pretrained: Optional[str]) -> None:
-    """Load whole-layer weights from a path or URL when one is given."""
-    if pretrained:
-        load_pretrained(model, pretrained)
 
 
 def norm_layer(num_features: int) -> nn.Layer:
@@ -94,17 +84,26 @@ class ConvBN(ConvBNReLU):
 
 
 class DepthwiseConvBN(nn.Layer):
-    """Grouped conv with ``groups = in_channels`` (channel multiplier out/in) -> BN.
+    """Grouped conv with ``groups = in_channels`` (channel multiplier out/in) -> BN (-> ReLU).
 
-    ``padding='same'`` as PaddleSeg: for stride 2 on even sizes it pads bottom/right only.
+    ``padding='same'`` as PaddleSeg: for stride 2 on even sizes it pads bottom/right only;
+    ``padding=kernel_size // 2`` pads every side as PyTorch ports do. ``relu`` appends a ReLU
+    (same parameter names), as CoinCheung's / mmseg's GE layers have after their depthwise conv.
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int | str = "same",
+        relu: bool = False,
     ) -> None:
         super().__init__()
-        self.depthwise_conv = ConvBN(
-            in_channels, out_channels, kernel_size, stride, padding="same", groups=in_channels
+        block = ConvBNReLU if relu else ConvBN
+        self.depthwise_conv = block(
+            in_channels, out_channels, kernel_size, stride, padding=padding, groups=in_channels
         )
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:

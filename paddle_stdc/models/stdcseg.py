@@ -15,7 +15,7 @@ Blocks -> model class -> registered variants.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import paddle
 import paddle.nn as nn
@@ -27,7 +27,6 @@ from paddle_stdc.models.layers import (
     FeatureFusionModule,
     SegHead,
     global_avg_pool,
-    load_if_given,
     nonneg,
     resize_to,
 )
@@ -71,7 +70,6 @@ class STDCSeg(nn.Layer):
         use_boundary_2/4/8/16: emit a detail logit from the stride-2/4/8/16 backbone feature
             in training (the paper and PaddleSeg's recipes use stride 8 only). Heads of
             disabled strides are kept (PaddleSeg checkpoints contain them) but frozen.
-        pretrained: path or URL of whole-model weights, or None.
     """
 
     def __init__(
@@ -82,7 +80,6 @@ class STDCSeg(nn.Layer):
         use_boundary_4: bool = False,
         use_boundary_8: bool = True,
         use_boundary_16: bool = False,
-        pretrained: Optional[str] = None,
     ) -> None:
         super().__init__()
         if not isinstance(backbone, STDCNet):
@@ -105,7 +102,6 @@ class STDCSeg(nn.Layer):
             if not enabled:
                 for param in self._detail_head(stride).parameters():
                     param.stop_gradient = True
-        load_if_given(self, pretrained)
 
     def _detail_head(self, stride: int) -> SegHead:
         return getattr(self, f"conv_out_sp{stride}")
@@ -134,34 +130,17 @@ class STDCSeg(nn.Layer):
 register_model(STDCSeg)
 
 
-def _stdc_seg(
-    backbone_fn,
-    num_classes: int,
-    pretrained: Optional[str],
-    backbone_pretrained: Optional[str],
-    **kwargs,
-) -> STDCSeg:
-    backbone = backbone_fn(pretrained=backbone_pretrained)
-    return STDCSeg(num_classes, backbone, pretrained=pretrained, **kwargs)
+def _stdc_seg(backbone_fn, num_classes: int, pool_count_pad: bool, **kwargs) -> STDCSeg:
+    return STDCSeg(num_classes, backbone_fn(pool_count_pad=pool_count_pad), **kwargs)
 
 
-@register_variant
-def stdc1_seg(
-    num_classes: int = 19,
-    pretrained: Optional[str] = None,
-    backbone_pretrained: Optional[str] = None,
-    **kwargs,
-) -> STDCSeg:
-    """STDC1-Seg (STDCNet813 backbone)."""
-    return _stdc_seg(STDC1, num_classes, pretrained, backbone_pretrained, **kwargs)
+@register_variant(classifier="conv_out.conv_out.weight", backbone_attr="cp.backbone")
+def stdc1_seg(num_classes: int = 19, pool_count_pad: bool = False, **kwargs) -> STDCSeg:
+    """STDC1-Seg (STDCNet813 backbone; ``pool_count_pad``: see :class:`STDCNet`)."""
+    return _stdc_seg(STDC1, num_classes, pool_count_pad, **kwargs)
 
 
-@register_variant
-def stdc2_seg(
-    num_classes: int = 19,
-    pretrained: Optional[str] = None,
-    backbone_pretrained: Optional[str] = None,
-    **kwargs,
-) -> STDCSeg:
-    """STDC2-Seg (STDCNet1446 backbone)."""
-    return _stdc_seg(STDC2, num_classes, pretrained, backbone_pretrained, **kwargs)
+@register_variant(classifier="conv_out.conv_out.weight", backbone_attr="cp.backbone")
+def stdc2_seg(num_classes: int = 19, pool_count_pad: bool = False, **kwargs) -> STDCSeg:
+    """STDC2-Seg (STDCNet1446 backbone; ``pool_count_pad``: see :class:`STDCNet`)."""
+    return _stdc_seg(STDC2, num_classes, pool_count_pad, **kwargs)

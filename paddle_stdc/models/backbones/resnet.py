@@ -1,9 +1,15 @@
-"""ResNet with the deep stem, output stride 32, for BiSeNetV1's context path.
+"""ResNet (deep or plain stem), output stride 32, for BiSeNetV1's context path.
 
 Paper: He et al., "Deep Residual Learning for Image Recognition", CVPR 2016; the deep stem
 (three 3x3 convs) and the two downsampling shortcuts follow He et al., "Bag of Tricks for
 Image Classification", CVPR 2019. Reference code: mmsegmentation ``ResNetV1c``/``ResNetV1d``
 and PaddleClas/PaddleSeg ``ResNet_vd``.
+
+``stem`` selects the stem (before the 3x3/2 max pool):
+
+- ``"deep"``: three 3x3 convs (32, 32, 64 channels), the first strided (ResNetV1c/vd),
+- ``"plain"``: one 7x7/2 conv to 64 channels (torchvision's ResNet, mmsegmentation's ``ResNet``
+  as its BiSeNetV1 configs build it, CoinCheung/BiSeNet's ``Resnet18``).
 
 ``shortcut`` selects the downsampling shortcut:
 
@@ -11,7 +17,8 @@ and PaddleClas/PaddleSeg ``ResNet_vd``.
 - ``"avgpool"``: 2x2 average pooling, then a 1x1 conv (ResNet-vd / V1d; PaddleClas weights).
 
 Parameter names follow mmsegmentation's ResNet (``stem.0``, ``layer1.0.conv1``, ``bn1``,
-``downsample.0``) so weight converters map them one to one.
+``downsample.0``) so weight converters map them one to one; the plain stem is ``stem.0`` (conv)
+and ``stem.1`` (BN), i.e. torchvision's ``conv1`` and ``bn1``.
 
 Blocks -> model class -> registered variants.
 """
@@ -24,7 +31,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from paddle_stdc.models.layers import init_conv_bn, load_if_given
+from paddle_stdc.models.layers import init_conv_bn
 from paddle_stdc.registry import register_backbone
 
 
@@ -92,14 +99,25 @@ _DEPTHS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
            50: (Bottleneck, (3, 4, 6, 3)), 101: (Bottleneck, (3, 4, 23, 3))}  # fmt: skip
 
 
+def _stem(in_channels: int, stem: str) -> nn.Sequential:
+    """Conv-BN-ReLU stem at stride 2, (N, C_in, H, W) -> (N, 64, H/2, W/2)."""
+    if stem == "plain":
+        return nn.Sequential(_conv(in_channels, 64, 7, 2), nn.BatchNorm2D(64), nn.ReLU())
+    return nn.Sequential(
+        _conv(in_channels, 32, 3, 2), nn.BatchNorm2D(32), nn.ReLU(),
+        _conv(32, 32, 3), nn.BatchNorm2D(32), nn.ReLU(),
+        _conv(32, 64, 3), nn.BatchNorm2D(64), nn.ReLU(),
+    )  # fmt: skip
+
+
 class ResNet(nn.Layer):
-    """Deep-stem ResNet: (N, C_in, H, W) -> features at strides 4, 8, 16, 32.
+    """ResNet: (N, C_in, H, W) -> features at strides 4, 8, 16, 32.
 
     Args:
         depth: 18, 34, 50 or 101.
         shortcut: "conv" (V1c) or "avgpool" (vd) downsampling shortcut.
         in_channels: image channels.
-        pretrained: path or URL of ImageNet weights in this layout, or None.
+        stem: "deep" (three 3x3 convs; V1c/vd) or "plain" (one 7x7 conv; torchvision).
     """
 
     def __init__(
@@ -107,20 +125,18 @@ class ResNet(nn.Layer):
         depth: int = 18,
         shortcut: str = "conv",
         in_channels: int = 3,
-        pretrained: Optional[str] = None,
+        stem: str = "deep",
     ) -> None:
         super().__init__()
         if depth not in _DEPTHS:
             raise ValueError(f"ResNet depth must be one of {sorted(_DEPTHS)}, got {depth}")
         if shortcut not in ("conv", "avgpool"):
             raise ValueError(f"shortcut must be 'conv' or 'avgpool', got {shortcut!r}")
+        if stem not in ("deep", "plain"):
+            raise ValueError(f"stem must be 'deep' or 'plain', got {stem!r}")
         block, counts = _DEPTHS[depth]
         self.in_channels = in_channels
-        self.stem = nn.Sequential(
-            _conv(in_channels, 32, 3, 2), nn.BatchNorm2D(32), nn.ReLU(),
-            _conv(32, 32, 3), nn.BatchNorm2D(32), nn.ReLU(),
-            _conv(32, 64, 3), nn.BatchNorm2D(64), nn.ReLU(),
-        )  # fmt: skip
+        self.stem = _stem(in_channels, stem)
         in_ch = 64
         self.feat_channels: List[int] = []
         for idx, (count, width) in enumerate(zip(counts, (64, 128, 256, 512))):
@@ -132,7 +148,6 @@ class ResNet(nn.Layer):
             setattr(self, f"layer{idx + 1}", nn.Sequential(*blocks))
             self.feat_channels.append(in_ch)
         init_conv_bn(self)
-        load_if_given(self, pretrained)
 
     def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
         x = F.max_pool2d(self.stem(x), kernel_size=3, stride=2, padding=1)
@@ -143,8 +158,20 @@ class ResNet(nn.Layer):
         return feats
 
 
-def _variant(depth: int, shortcut: str, kwargs: dict) -> ResNet:
-    return ResNet(depth=depth, shortcut=shortcut, **kwargs)
+def _variant(depth: int, shortcut: str, kwargs: dict, stem: str = "deep") -> ResNet:
+    return ResNet(depth=depth, shortcut=shortcut, stem=stem, **kwargs)
+
+
+@register_backbone
+def ResNet18(**kwargs) -> ResNet:  # noqa: N802
+    """ResNet-18, 7x7 stem, strided-conv shortcut (torchvision's, mmsegmentation's ``ResNet``)."""
+    return _variant(18, "conv", kwargs, stem="plain")
+
+
+@register_backbone
+def ResNet50(**kwargs) -> ResNet:  # noqa: N802
+    """ResNet-50, 7x7 stem, strided-conv shortcut (torchvision's, mmsegmentation's ``ResNet``)."""
+    return _variant(50, "conv", kwargs, stem="plain")
 
 
 @register_backbone
@@ -173,4 +200,12 @@ def ResNet50D(**kwargs) -> ResNet:  # noqa: N802
 
 register_backbone(ResNet)
 
-__all__: Sequence[str] = ("ResNet", "ResNet18V1c", "ResNet50V1c", "ResNet18D", "ResNet50D")
+__all__: Sequence[str] = (
+    "ResNet",
+    "ResNet18",
+    "ResNet50",
+    "ResNet18V1c",
+    "ResNet50V1c",
+    "ResNet18D",
+    "ResNet50D",
+)

@@ -11,27 +11,35 @@ Blocks -> model class -> registered variants.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from paddle_stdc.models.layers import init_conv_bn, load_if_given, nonneg
+from paddle_stdc.models.layers import init_conv_bn, nonneg
 from paddle_stdc.registry import register_backbone
 
 
-def avg_pool_3x3_s2(x: paddle.Tensor) -> paddle.Tensor:
-    """3x3/2 average pooling with padding 1, padded cells excluded (``exclusive=True``).
+def avg_pool_3x3_s2(x: paddle.Tensor, count_pad: bool = False) -> paddle.Tensor:
+    """3x3/2 average pooling with padding 1 of (N, C, H, W) ``x`` >= 0 (a ReLU output).
 
-    For ``x`` >= 0 (it pools a ReLU output). Written as a depthwise box-filter conv divided by
-    the per-position count of real cells: the same values as ``F.avg_pool2d(x, 3, 2, 1)``, but
-    a conv in Paddle Inference, whose CPU pool2d kernel took ~24 ms per call on STDC-Seg at
-    512x1024. Exported graphs use a 1/9 box times the reciprocal count instead, both marked
-    :func:`nonneg` so they fuse into oneDNN kernels (unfused conv + divide ~18 ms, fused ~5 ms);
-    dygraph keeps the sum / count form so training numerics do not change.
+    ``count_pad=False`` (PaddleSeg) divides by the real cells only (``exclusive=True``);
+    ``count_pad=True`` always divides by 9, counting the zero padding, as PyTorch's
+    ``AvgPool2d(3, 2, 1)`` does by default (official STDC-Seg, mmsegmentation): the edge rows
+    and columns differ, and the global context spreads that to every pixel.
+
+    Written as a depthwise box-filter conv divided by the per-position count of real cells
+    (the same values as ``F.avg_pool2d``), a conv in Paddle Inference, whose CPU pool2d kernel
+    took ~24 ms per call on STDC-Seg at 512x1024. Exported graphs use a 1/9 box times the
+    reciprocal count instead, both marked :func:`nonneg` so they fuse into oneDNN kernels
+    (unfused conv + divide ~18 ms, fused ~5 ms); dygraph keeps the sum / count form so
+    training numerics do not change.
     """
     channels = x.shape[1]
+    if count_pad:
+        box = paddle.full([channels, 1, 3, 3], 1.0 / 9.0, dtype=x.dtype)
+        return nonneg(F.conv2d(x, box, stride=2, padding=1, groups=channels))
     ones = paddle.ones_like(x[:, :1])
     if paddle.in_dynamic_mode():
         total = F.conv2d(x, paddle.ones([channels, 1, 3, 3], dtype=x.dtype), stride=2, padding=1,
@@ -73,7 +81,8 @@ class CatBottleneck(nn.Layer):
 
     With ``block_num`` = 4 and ``out_channels`` = C the branch widths are C/2, C/4, C/8, C/8.
     A stride-2 module downsamples the first branch with a depthwise 3x3 conv (``avd_layer``)
-    before the chain and with 3x3 average pooling on the skip to the concat.
+    before the chain and with 3x3 average pooling on the skip to the concat (``pool_count_pad``:
+    see :func:`avg_pool_3x3_s2`).
     """
 
     def __init__(
@@ -83,11 +92,13 @@ class CatBottleneck(nn.Layer):
         block_num: int = 4,
         stride: int = 1,
         lr: float = 1.0,
+        pool_count_pad: bool = False,
     ) -> None:
         super().__init__()
         if block_num < 2:
             raise ValueError(f"block_num must be >= 2, got {block_num}")
         self.stride = stride
+        self.pool_count_pad = pool_count_pad
         half = out_channels // 2
         if stride == 2:
             attr = paddle.ParamAttr(learning_rate=lr)
@@ -118,7 +129,7 @@ class CatBottleneck(nn.Layer):
             out = conv(out)
             branches.append(out)
         if self.stride == 2:
-            first = avg_pool_3x3_s2(first)
+            first = avg_pool_3x3_s2(first, self.pool_count_pad)
         return paddle.concat([first, *branches], axis=1)
 
 
@@ -133,7 +144,8 @@ class STDCNet(nn.Layer):
         block_num: branches per STDC module.
         relative_lr: learning-rate multiplier of every backbone parameter.
         in_channels: image channels.
-        pretrained: path or URL of ImageNet weights (PaddleSeg layout), or None.
+        pool_count_pad: the stride-2 modules' average pooling counts the zero padding (official
+            STDC-Seg and mmsegmentation weights need True; PaddleSeg's False).
     """
 
     def __init__(
@@ -143,7 +155,7 @@ class STDCNet(nn.Layer):
         block_num: int = 4,
         relative_lr: float = 1.0,
         in_channels: int = 3,
-        pretrained: Optional[str] = None,
+        pool_count_pad: bool = False,
     ) -> None:
         super().__init__()
         self.layers = list(layers)
@@ -158,12 +170,13 @@ class STDCNet(nn.Layer):
             out_width = base * 2 ** (stage + 2)
             for j in range(depth):
                 stride = 2 if j == 0 else 1
-                blocks.append(CatBottleneck(width, out_width, block_num, stride, lr))
+                blocks.append(
+                    CatBottleneck(width, out_width, block_num, stride, lr, pool_count_pad)
+                )
                 width = out_width
         self.features = nn.Sequential(*blocks)
         self._stage_ends = [2 + sum(self.layers[: i + 1]) for i in range(len(self.layers))]
         init_conv_bn(self)
-        load_if_given(self, pretrained)
 
     def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
         feats = []
