@@ -463,3 +463,22 @@ def test_cli_converts_loads_and_refuses_inexact(tmp_path, capsys):
     assert "NOT EXACT" in err and "unfilled model key: head." in err and not target.exists()
     assert main(["--src", "sssegmentation", str(bad), str(target), "--no-strict"]) == 0
     assert target.exists()
+
+
+def test_cli_user_mistakes_are_one_line_errors(tmp_path, capsys):
+    """An unsupported source/model pair names what the source converts to; a missing or
+    non-PyTorch file names the file; none is a traceback."""
+    main = _cli()
+    src = save_torch_zip(random_state(L.sssegmentation_bisenetv2()), tmp_path / "ssseg.pth")
+    out = tmp_path / "out.pdparams"
+    assert main(["--src", "sssegmentation", str(src), str(out), "--model", "stdc1_seg"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no sssegmentation converter for 'stdc1_seg'" in err[0]
+    assert "sssegmentation converts to: bisenetv2" in err[0]
+    assert main(["--src", "mmseg", str(tmp_path / "missing.pth"), str(out)]) == 2
+    assert "missing.pth does not exist" in capsys.readouterr().err
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    assert main(["--src", "mmseg", str(junk), str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "junk.pth" in err[0] and not out.exists()

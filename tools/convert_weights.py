@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -78,7 +79,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.json:
             print(json_summary(err.report, None))
         return 1
-    except (UnsupportedConversion, TorchCheckpointError, ValueError) as err:
+    except (UnsupportedConversion, TorchCheckpointError, pickle.UnpicklingError, ValueError,
+            OSError) as err:  # fmt: skip
         print(f"error: {args.input}: {err}", file=sys.stderr)
         return 2
     print(report.summary())
