@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import paddle
@@ -75,3 +76,56 @@ def test_paddleseg_checkpoint_without_state_file_uses_folder_name(tmp_path):
     paddle.save(model.state_dict(), str(path / "model.pdparams"))
     paddle.save(opt.state_dict(), str(path / "model.pdopt"))
     assert ckpt.load_checkpoint(path, model, opt).iteration == 300
+
+
+def _ema_of(model):
+    from paddle_stdc.engine.runtime import ModelEMA
+
+    ema = ModelEMA(model)
+    for value in ema.model.state_dict().values():
+        value.set_value(value * 0.5 + 0.25)  # differs from the model
+    return ema
+
+
+def test_ema_round_trip_is_exact_with_paddlesegs_file_names(tmp_path):
+    model, opt = _model_and_opt()
+    ema = _ema_of(model)
+    state = TrainState(4, 0.3, 2, 9, best_ema_miou=0.4, best_ema_iter=4)
+    path = ckpt.save_checkpoint(tmp_path, model, opt, state, ema=ema.model)
+    assert (path / "ema_model.pdparams").is_file()
+    best = ckpt.save_best_ema_model(tmp_path, ema.model)
+    assert best == tmp_path / "ema_best_model" and (best / "ema_model.pdparams").is_file()
+
+    model2, opt2 = _model_and_opt()
+    ema2 = _ema_of(model2)
+    for value in ema2.model.state_dict().values():
+        value.set_value(paddle.zeros_like(value))
+    assert ckpt.load_checkpoint(path, model2, opt2, ema=ema2.model) == state
+    want = ema.model.state_dict()
+    for key, value in ema2.model.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), want[key].numpy(), err_msg=key)
+
+
+def test_resuming_without_an_ema_file_keeps_the_ema_and_warns(tmp_path, caplog):
+    model, opt = _model_and_opt()
+    path = ckpt.save_checkpoint(tmp_path, model, opt, TrainState(2))
+    ema = _ema_of(model)
+    before = {k: v.numpy().copy() for k, v in ema.model.state_dict().items()}
+    log = logging.getLogger("paddle_stdc")  # may not propagate (cli.setup_logging)
+    log.addHandler(caplog.handler)
+    try:
+        ckpt.load_checkpoint(path, model, opt, ema=ema.model)
+    finally:
+        log.removeHandler(caplog.handler)
+    assert "no ema_model.pdparams" in caplog.text
+    for key, value in ema.model.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), before[key], err_msg=key)
+
+
+def test_old_train_state_without_ema_fields_still_loads(tmp_path):
+    model, opt = _model_and_opt()
+    path = ckpt.save_checkpoint(tmp_path, model, opt, TrainState(3, 0.2, 3, 5))
+    old = {"iteration": 3, "best_miou": 0.2, "best_iter": 3, "data_seed": 5}
+    (path / "train_state.json").write_text(json.dumps(old))
+    state = ckpt.load_checkpoint(path, model, opt)
+    assert state == TrainState(3, 0.2, 3, 5) and state.best_ema_miou == -1.0

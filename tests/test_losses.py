@@ -454,3 +454,68 @@ def test_paddleseg_registry_builds_ours_with_config_kwargs(name):
     their_params = list(inspect.signature(theirs.__init__).parameters)[1:]
     our_params = list(inspect.signature(cls.__init__).parameters)[1:]
     assert our_params[: len(their_params)] == their_params  # same names, same order
+
+
+# ----------------------------------------------------------------------------- MixedLoss
+
+
+def test_mixed_loss_is_the_weighted_sum_of_its_parts():
+    from paddle_stdc.losses import MixedLoss
+
+    paddle.seed(2)
+    logit = paddle.randn([2, 4, 6, 6])
+    label = paddle.randint(0, 4, [2, 6, 6])
+    label[0, 0, :] = IGNORE
+    parts = [
+        CrossEntropyLoss(),
+        OhemCrossEntropyLoss(min_kept=5),
+        CrossEntropyLoss(weight=[1, 2, 3, 4]),
+    ]
+    mixed = MixedLoss(parts, [0.5, 2, 0.25])
+    want = 0.5 * float(parts[0](logit, label)) + 2 * float(parts[1](logit, label))
+    want += 0.25 * float(parts[2](logit, label))
+    assert mixed(logit, label).shape == [] and float(mixed(logit, label)) == pytest.approx(want)
+    pieces = [float(v) for v in mixed.weighted_parts(logit, label)]
+    assert sum(pieces) == pytest.approx(want)
+    logit.stop_gradient = False
+    mixed(logit, label).backward()
+    assert float(logit.grad.abs().sum()) > 0
+
+
+def test_mixed_loss_is_ours_in_the_registry_and_keeps_paddlesegs_arguments():
+    from paddleseg.models.losses.mixed_loss import MixedLoss as Theirs
+
+    from paddle_stdc.losses import MixedLoss
+
+    cls = manager.LOSSES["MixedLoss"]
+    assert cls is MixedLoss
+    assert list(inspect.signature(cls.__init__).parameters) == list(
+        inspect.signature(Theirs.__init__).parameters
+    )
+
+
+def test_mixed_loss_trains_and_saves_sub_loss_parameters():
+    from paddle_stdc.losses import MixedLoss
+
+    mixed = MixedLoss([CrossEntropyLoss(), DetailAggregateLoss()], [1.0, 1.0])
+    assert [p.shape for p in mixed.parameters()] == [[1, 3, 1, 1]]
+    assert any(k.endswith("fuse_kernel") for k in mixed.state_dict())
+
+
+@pytest.mark.parametrize(
+    "losses, coef, message",
+    [
+        ([], [], "non-empty list"),
+        ("CrossEntropyLoss", [1.0], "non-empty list"),
+        (["x"], [1.0], r"losses\[0\] must be a loss component"),
+        (None, None, "non-empty list"),
+        ([CrossEntropyLoss()], [1.0, 2.0], "1 entries but `coef` 2"),
+        ([CrossEntropyLoss()], 1.0, "`coef` must be a list"),
+        ([CrossEntropyLoss()], ["a"], r"coef\[0\] must be a number"),
+    ],
+)
+def test_mixed_loss_argument_errors(losses, coef, message):
+    from paddle_stdc.losses import MixedLoss
+
+    with pytest.raises((TypeError, ValueError), match=message):
+        MixedLoss(losses, coef)

@@ -13,6 +13,7 @@ import logging
 
 from paddle_stdc.engine.cli import add_common_args, opts_list, set_device, setup_logging
 from paddle_stdc.engine.config import Builder, load_config
+from paddle_stdc.engine.runtime import ProfilerOptions, ProfilerOptionsError
 from paddle_stdc.engine.trainer import TrainOptions, train
 
 logger = logging.getLogger("paddle_stdc")
@@ -41,7 +42,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--amp_level", default=None, choices=["O1", "O2"])
     p.add_argument("--no_pretrained", action="store_true", help="ignore every `pretrained` key")
+    p.add_argument(
+        "--use_ema", action="store_true",
+        help="keep an EMA of the weights (PaddleSeg 2.8: decay min(1-1/(iter+1), 0.999)); "
+        "saved as iter_N/ema_model.pdparams, evaluated with --do_eval, best in ema_best_model/",
+    )  # fmt: skip
+    p.add_argument(
+        "--profiler_options", type=_profiler_options, default=None,
+        help='PaddleSeg\'s "batch_range=[10,20];profile_path=/tmp/profile;..." (keys: '
+        "batch_range, state, sorted_key, tracer_option, profile_path, exit_on_finished)",
+    )  # fmt: skip
     return p.parse_args(argv)
+
+
+def _profiler_options(text: str) -> str:
+    """Check ``--profiler_options`` while parsing, for a one-line usage error."""
+    try:
+        ProfilerOptions.parse(text)
+    except ProfilerOptionsError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def main(argv=None) -> None:
@@ -71,8 +91,13 @@ def main(argv=None) -> None:
         precision=args.precision or cfg.dic.get("precision", "fp32"),
         amp_level=args.amp_level or cfg.dic.get("amp_level", "O1"),
         eval_kwargs=builder.test_config(),
+        use_ema=args.use_ema,
+        profiler_options=args.profiler_options,
     )
-    train(builder, options)
+    try:
+        train(builder, options)
+    except ProfilerOptionsError as err:
+        raise SystemExit(f"error: --profiler_options: {err}") from None
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ Layout (as PaddleSeg's trainer)::
     save_dir/iter_N/losses.pdparams     parameters owned by losses (only when there are any)
     save_dir/iter_N/train_state.json    iteration, best mIoU and its iteration, data seed
     save_dir/iter_N/param_names.json    structured parameter name -> Paddle's unique name
+    save_dir/iter_N/ema_model.pdparams  EMA of the weights (``--use_ema``, PaddleSeg's name)
     save_dir/best_model/model.pdparams
+    save_dir/ema_best_model/ema_model.pdparams   the EMA weights of the best EMA mIoU
 
 Paddle keys optimizer state by each parameter's process-unique name (``conv2d_3.w_0``),
 which differs when the model is built in another order or twice in one process;
@@ -19,6 +21,7 @@ process killed mid-save leaves either the whole checkpoint or none.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -30,6 +33,10 @@ import paddle
 import paddle.nn as nn
 
 _ITER_DIR = re.compile(r"^iter_(\d+)$")
+EMA_FILE = "ema_model.pdparams"
+EMA_BEST_DIR = "ema_best_model"
+
+logger = logging.getLogger("paddle_stdc")
 
 
 @dataclass
@@ -40,6 +47,8 @@ class TrainState:
     best_miou: float = -1.0
     best_iter: int = -1
     data_seed: int = 0
+    best_ema_miou: float = -1.0
+    best_ema_iter: int = -1
 
 
 def _write_dir_atomically(final: Path, write) -> None:
@@ -94,10 +103,12 @@ def save_checkpoint(
     state: TrainState,
     losses: Optional[nn.Layer] = None,
     extra_files: Optional[Dict[str, bytes]] = None,
+    ema: Optional[nn.Layer] = None,
 ) -> Path:
     """Write ``save_dir/iter_{state.iteration}`` atomically and return its path.
 
-    ``extra_files`` (name -> bytes) are written into the same folder before it is published.
+    ``extra_files`` (name -> bytes) are written into the same folder before it is published;
+    ``ema`` (the EMA model) goes to ``ema_model.pdparams``.
     """
     final = Path(save_dir) / f"iter_{state.iteration}"
 
@@ -106,6 +117,8 @@ def save_checkpoint(
         paddle.save(optimizer.state_dict(), str(tmp / "model.pdopt"))
         if losses is not None and losses.parameters():
             paddle.save(losses.state_dict(), str(tmp / "losses.pdparams"))
+        if ema is not None:
+            paddle.save(ema.state_dict(), str(tmp / EMA_FILE))
         (tmp / "train_state.json").write_text(json.dumps(asdict(state), indent=2))
         names = _param_names(model, losses)
         (tmp / "param_names.json").write_text(json.dumps(names, indent=1))
@@ -116,13 +129,21 @@ def save_checkpoint(
     return final
 
 
-def save_best_model(save_dir: str | Path, model: nn.Layer) -> Path:
-    """Write ``save_dir/best_model/model.pdparams`` atomically."""
-    final = Path(save_dir) / "best_model"
-    _write_dir_atomically(
-        final, lambda tmp: paddle.save(model.state_dict(), str(tmp / "model.pdparams"))
-    )
+def save_best_model(
+    save_dir: str | Path,
+    model: nn.Layer,
+    folder: str = "best_model",
+    filename: str = "model.pdparams",
+) -> Path:
+    """Write ``save_dir/best_model/model.pdparams`` (or ``folder/filename``) atomically."""
+    final = Path(save_dir) / folder
+    _write_dir_atomically(final, lambda tmp: paddle.save(model.state_dict(), str(tmp / filename)))
     return final
+
+
+def save_best_ema_model(save_dir: str | Path, ema: nn.Layer) -> Path:
+    """Write ``save_dir/ema_best_model/ema_model.pdparams`` (PaddleSeg 2.8's names)."""
+    return save_best_model(save_dir, ema, EMA_BEST_DIR, EMA_FILE)
 
 
 def list_checkpoints(save_dir: str | Path) -> List[Path]:
@@ -147,8 +168,13 @@ def load_checkpoint(
     model: nn.Layer,
     optimizer: Optional[paddle.optimizer.Optimizer] = None,
     losses: Optional[nn.Layer] = None,
+    ema: Optional[nn.Layer] = None,
 ) -> TrainState:
-    """Restore model, optimizer (with LR schedule) and loss parameters from ``iter_N``."""
+    """Restore model, optimizer (with LR schedule) and loss parameters from ``iter_N``.
+
+    ``ema`` gets ``ema_model.pdparams``; a checkpoint without one (saved without
+    ``--use_ema``) leaves ``ema`` as it is, with a warning.
+    """
     ckpt_dir = Path(ckpt_dir)
     params = ckpt_dir / "model.pdparams"
     if not params.is_file():
@@ -169,6 +195,8 @@ def load_checkpoint(
     loss_path = ckpt_dir / "losses.pdparams"
     if losses is not None and loss_path.is_file():
         losses.set_state_dict(paddle.load(str(loss_path)))
+    if ema is not None:
+        _load_ema(ckpt_dir / EMA_FILE, ema)
     state_path = ckpt_dir / "train_state.json"
     if state_path.is_file():
         return TrainState(**json.loads(state_path.read_text()))
@@ -176,3 +204,13 @@ def load_checkpoint(
     if not match:
         raise ValueError(f"cannot tell the iteration of checkpoint {ckpt_dir}")
     return TrainState(iteration=int(match.group(1)))
+
+
+def _load_ema(path: Path, ema: nn.Layer) -> None:
+    if not path.is_file():
+        logger.warning(
+            "%s has no %s (saved without --use_ema): the EMA starts from the resumed weights",
+            path.parent, path.name,
+        )  # fmt: skip
+        return
+    ema.set_state_dict(paddle.load(str(path)))

@@ -1,12 +1,16 @@
-"""Device, distributed and mixed-precision settings of a run."""
+"""Device, distributed and mixed-precision settings of a run; the EMA of the weights
+(``--use_ema``) and the operator profiler (``--profiler_options``)."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
+import io
 import logging
 from dataclasses import dataclass
-from typing import ContextManager, Optional
+from pathlib import Path
+from typing import ContextManager, Optional, Tuple
 
 import paddle
 import paddle.nn as nn
@@ -119,3 +123,192 @@ class AmpSettings:
             dtype="float16" if self.precision == "fp16" else "bfloat16",
             custom_black_list={"bilinear_interp_v2", "softmax_with_cross_entropy"},
         )
+
+
+#: PaddleSeg 2.8's EMA decay (``paddleseg.utils.ema.update_ema_model``).
+EMA_DECAY = 0.999
+
+
+def ema_decay(step: int, decay: float = EMA_DECAY) -> float:
+    """PaddleSeg's warm-up: ``min(1 - 1 / (step + 1), decay)`` at 1-based iteration ``step``."""
+    return min(1.0 - 1.0 / (step + 1), decay)
+
+
+class ModelEMA:
+    """An exponential moving average of a model's floating-point state, as PaddleSeg 2.8.
+
+    A copy of the model (eval mode, no gradients) whose every floating state-dict entry
+    (parameters and BatchNorm statistics) becomes ``d * ema + (1 - d) * model`` after
+    iteration ``step``, with ``d = ema_decay(step)``; other entries are left as copied.
+    """
+
+    def __init__(self, model: nn.Layer, decay: float = EMA_DECAY) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model)
+        self.model.eval()
+        for param in self.model.parameters():
+            param.stop_gradient = True
+
+    def reset(self, model: nn.Layer) -> None:
+        """Copy ``model``'s floating state (PaddleSeg's ``init_ema_params``)."""
+        src = model.state_dict()
+        with paddle.no_grad():
+            for key, value in self.model.state_dict().items():
+                if paddle.is_floating_point(value):
+                    value.set_value(src[key].detach())
+
+    def update(self, model: nn.Layer, step: int) -> None:
+        """Average in ``model``'s state after 1-based iteration ``step``."""
+        d = ema_decay(step, self.decay)
+        src = model.state_dict()
+        with paddle.no_grad():
+            for key, value in self.model.state_dict().items():
+                if paddle.is_floating_point(value):
+                    value.set_value(value * d + src[key].detach() * (1.0 - d))
+
+
+_PROFILER_STATES = ("CPU", "GPU", "All")
+_SORTED_KEYS = {"calls": "Total", "total": "Total", "max": "Max", "min": "Min", "ave": "Avg"}
+_TRACER_OPTIONS = ("Default", "OpDetail", "AllOpDetail")
+
+
+class ProfilerOptionsError(ValueError):
+    """A bad ``--profiler_options`` string (the message names the key or value)."""
+
+
+@dataclass
+class ProfilerOptions:
+    """PaddleSeg's ``--profiler_options "key1=value1;key2=value2"`` (its defaults).
+
+    ``batch_range=[a,b]`` records the batches a .. b-1 (0-based) of this process, i.e. the
+    iterations after the first ``a`` up to the ``b``-th; ``exit_on_finished`` stops training
+    after them (no checkpoint, like PaddleSeg's ``sys.exit(0)``). The Chrome trace goes to
+    ``profile_path`` and the operator summary to ``profile_path + ".summary.txt"``.
+    """
+
+    batch_range: Tuple[int, int] = (10, 20)
+    state: str = "All"
+    sorted_key: str = "total"
+    tracer_option: str = "Default"
+    profile_path: str = "/tmp/profile"
+    exit_on_finished: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> ProfilerOptions:
+        """Parse ``text``; a :class:`ProfilerOptionsError` names the bad key or value."""
+        opts = cls()
+        for item in filter(None, text.replace(" ", "").split(";")):
+            key, sep, value = item.partition("=")
+            if not sep or not value:
+                raise ProfilerOptionsError(f"profiler option {item!r} is not key=value")
+            opts._set(key, value)
+        return opts
+
+    def _set(self, key: str, value: str) -> None:
+        if key == "batch_range":
+            self.batch_range = _parse_batch_range(value)
+        elif key == "exit_on_finished":
+            self.exit_on_finished = value.lower() in ("yes", "true", "t", "1")
+        elif key in ("state", "sorted_key", "tracer_option"):
+            allowed = {"state": _PROFILER_STATES, "sorted_key": tuple(_SORTED_KEYS),
+                       "tracer_option": _TRACER_OPTIONS}[key]  # fmt: skip
+            if value not in allowed:
+                raise ProfilerOptionsError(
+                    f"profiler option {key}={value}: use one of {list(allowed)}"
+                )
+            setattr(self, key, value)
+        elif key == "profile_path":
+            self.profile_path = value
+        else:
+            raise ProfilerOptionsError(
+                f"unknown profiler option {key!r}; known: batch_range, state, sorted_key, "
+                "tracer_option, profile_path, exit_on_finished"
+            )
+
+
+def _parse_batch_range(value: str) -> Tuple[int, int]:
+    try:
+        bounds = [int(v) for v in value.strip("[]").split(",")]
+    except ValueError:
+        bounds = []
+    if len(bounds) != 2 or not 0 <= bounds[0] < bounds[1]:
+        raise ProfilerOptionsError(
+            f"profiler option batch_range={value}: give [start,end] with 0 <= start < end"
+        )
+    return bounds[0], bounds[1]
+
+
+class TrainProfiler:
+    """Runs ``paddle.profiler`` over ``options.batch_range``; call :meth:`step` after each
+    training iteration. Writes the trace and the summary when the range ends."""
+
+    def __init__(self, options: ProfilerOptions, rank: int = 0) -> None:
+        self.options = options
+        suffix = f".rank{rank}" if rank else ""
+        self.trace_path = Path(options.profile_path + suffix)
+        self.summary_path = Path(f"{self.trace_path}.summary.txt")
+        if self.trace_path.is_dir():
+            raise ProfilerOptionsError(
+                f"profile_path {self.trace_path} is a folder; give a file name"
+            )
+        self.steps, self.finished = 0, False
+        self._prof: Optional[paddle.profiler.Profiler] = None
+        if options.batch_range[0] == 0:
+            self._start()
+
+    def _targets(self) -> list:
+        targets = [paddle.profiler.ProfilerTarget.CPU]
+        if self.options.state != "CPU" and on_gpu():
+            targets.append(paddle.profiler.ProfilerTarget.GPU)
+        return targets
+
+    def _start(self) -> None:
+        detail = self.options.tracer_option == "AllOpDetail"
+        self._prof = paddle.profiler.Profiler(
+            targets=self._targets(), on_trace_ready=lambda prof: None, record_shapes=detail
+        )
+        self._prof.start()
+
+    def step(self) -> bool:
+        """Count one finished iteration; True when the range just ended and the options ask
+        training to stop there."""
+        if self.finished:
+            return False
+        self.steps += 1
+        if self.steps == self.options.batch_range[1]:
+            self._finish()  # stop() ends the last recorded step
+            return self.options.exit_on_finished
+        if self._prof is not None:
+            self._prof.step()
+        if self.steps == self.options.batch_range[0]:
+            self._start()
+        return False
+
+    def _finish(self) -> None:
+        prof, self._prof, self.finished = self._prof, None, True
+        prof.stop()
+        self.trace_path.parent.mkdir(parents=True, exist_ok=True)
+        prof.export(str(self.trace_path), format="json")
+        self.summary_path.write_text(self.summary(prof))
+        a, b = self.options.batch_range
+        logger.info(
+            "[PROFILER] batches %d..%d: trace %s, summary %s",
+            a, b - 1, self.trace_path, self.summary_path,
+        )  # fmt: skip
+
+    def summary(self, prof: paddle.profiler.Profiler) -> str:
+        """The operator summary table, sorted by the option ``sorted_key``."""
+        device = "GPU" if self.options.state == "GPU" and on_gpu() else "CPU"
+        key = getattr(paddle.profiler.SortedKeys, device + _SORTED_KEYS[self.options.sorted_key])
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            prof.summary(
+                sorted_by=key, op_detail=self.options.tracer_option != "Default", time_unit="ms"
+            )
+        return out.getvalue()
+
+    def close(self) -> None:
+        """Stop a profiler still running (training ended inside the range) without writing."""
+        if self._prof is not None:
+            self._prof.stop()
+            self._prof = None

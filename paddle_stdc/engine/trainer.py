@@ -3,8 +3,11 @@
 Contract kept from PaddleSeg 2.8: config keys, ``save_dir/iter_N/{model.pdparams,model.pdopt}``,
 ``best_model/``, ``keep_checkpoint_max``, VisualDL tags (``Train/loss``, ``Train/loss_<i>``,
 ``Train/lr``, ``Train/batch_cost``, ``Train/reader_cost``, ``Evaluate/mIoU``, ``Evaluate/Acc``)
-and the ``[TRAIN]`` log line. Differences: it runs on Paddle 3, trains loss-owned parameters,
-writes checkpoints atomically, resumes the data order exactly, and stops on a NaN/Inf loss.
+and the ``[TRAIN]`` log line; ``--use_ema`` (``iter_N/ema_model.pdparams``,
+``ema_best_model/ema_model.pdparams``, ``Evaluate/Ema_mIoU``, ``Evaluate/Ema_Acc``) and
+``--profiler_options``. Differences: it runs on Paddle 3, trains loss-owned parameters,
+writes checkpoints atomically, resumes the data order and the EMA exactly, and stops on a
+NaN/Inf loss.
 """
 
 from __future__ import annotations
@@ -26,14 +29,25 @@ from paddle_stdc.engine.checkpoint import (
     TrainState,
     load_checkpoint,
     prune_checkpoints,
+    save_best_ema_model,
     save_best_model,
     save_checkpoint,
 )
 from paddle_stdc.engine.config import Builder
 from paddle_stdc.engine.evaluator import EvalResult, evaluate
 from paddle_stdc.engine.logging import ProgressMeter, VisualDLWriter
-from paddle_stdc.engine.runtime import AmpSettings, dist_info, fingerprint, sync_buffers
+from paddle_stdc.engine.runtime import (
+    AmpSettings,
+    ModelEMA,
+    ProfilerOptions,
+    ProfilerOptionsError,
+    TrainProfiler,
+    dist_info,
+    fingerprint,
+    sync_buffers,
+)
 from paddle_stdc.engine.validate import check_loss_count, validate_config
+from paddle_stdc.losses.mixed_loss import MixedLoss
 
 logger = logging.getLogger("paddle_stdc")
 
@@ -55,6 +69,8 @@ class TrainOptions:
     amp_level: str = "O1"
     num_vis: int = 3
     eval_kwargs: Dict[str, Any] = field(default_factory=dict)
+    use_ema: bool = False
+    profiler_options: Optional[str] = None
 
 
 @dataclass
@@ -62,6 +78,8 @@ class TrainResult:
     state: TrainState
     last_eval: Optional[EvalResult]
     save_dir: Path
+    last_ema_eval: Optional[EvalResult] = None
+    ema: Optional[ModelEMA] = None
 
 
 def set_seed(seed: int) -> None:
@@ -155,7 +173,8 @@ def output_names(model: nn.Layer, count: int) -> List[str]:
 def compute_losses(
     outputs: Sequence[paddle.Tensor], label: paddle.Tensor, losses: Dict[str, list], model=None
 ) -> List[paddle.Tensor]:
-    """One weighted loss per training output: ``coef[i] * types[i](outputs[i], label)``."""
+    """One weighted loss per training output: ``coef[i] * types[i](outputs[i], label)``; a
+    ``MixedLoss`` gives ``coef[i]`` times each of its weighted parts (PaddleSeg's list)."""
     types, coefs = losses["types"], losses["coef"]
     if len(outputs) != len(types) or len(coefs) != len(types):
         names = output_names(model, len(outputs)) if model is not None else []
@@ -164,7 +183,13 @@ def compute_losses(
             f"`loss.types` has {len(types)} entries and `loss.coef` {len(coefs)}; give one "
             "loss and one coefficient per output"
         )
-    return [coef * loss_fn(out, label) for out, loss_fn, coef in zip(outputs, types, coefs)]
+    loss_list = []
+    for out, loss_fn, coef in zip(outputs, types, coefs):
+        if isinstance(loss_fn, MixedLoss):
+            loss_list += [coef * part for part in loss_fn.weighted_parts(out, label)]
+        else:
+            loss_list.append(coef * loss_fn(out, label))
+    return loss_list
 
 
 def train_step(
@@ -197,20 +222,47 @@ def _lr_step(optimizer: paddle.optimizer.Optimizer) -> None:
         sched.step()
 
 
-def _evaluate_and_log(model, val_dataset, options, state, writer, it) -> EvalResult:
-    result = evaluate(
+def _evaluate(model: nn.Layer, val_dataset, options: TrainOptions, num_vis: int) -> EvalResult:
+    return evaluate(
         model,
         val_dataset,
         num_workers=min(options.num_workers, 1),
-        num_vis=options.num_vis,
+        num_vis=num_vis,
         precision=options.precision,
         **options.eval_kwargs,
     )
+
+
+def _evaluate_and_log(model, val_dataset, options, writer, it) -> EvalResult:
+    result = _evaluate(model, val_dataset, options, options.num_vis)
     model.train()
     writer.scalar("Evaluate/mIoU", result.miou, it)
     writer.scalar("Evaluate/Acc", result.acc, it)
     writer.eval_images(result, val_dataset, it)
     return result
+
+
+def _evaluate_ema(ema: ModelEMA, val_dataset, options, writer, it) -> EvalResult:
+    """PaddleSeg 2.8 evaluates the EMA model too and logs ``Evaluate/Ema_mIoU``/``Ema_Acc``."""
+    result = _evaluate(ema.model, val_dataset, options, 0)
+    writer.scalar("Evaluate/Ema_mIoU", result.miou, it)
+    writer.scalar("Evaluate/Ema_Acc", result.acc, it)
+    logger.info("[EVAL] EMA model: mIoU %.4f, Acc %.4f", result.miou, result.acc)
+    return result
+
+
+def _make_profiler(options: TrainOptions, remaining: int, rank: int) -> Optional[TrainProfiler]:
+    """The profiler of ``--profiler_options``; its batch range must end within the run."""
+    if options.profiler_options is None:
+        return None
+    parsed = ProfilerOptions.parse(options.profiler_options)
+    start, end = parsed.batch_range
+    if end > remaining:
+        raise ProfilerOptionsError(
+            f"profiler option batch_range=[{start},{end}] ends after the {remaining} "
+            "iterations this run has left; lower its end or raise --iters"
+        )
+    return TrainProfiler(parsed, rank)
 
 
 def train(builder: Builder, options: TrainOptions) -> TrainResult:
@@ -220,6 +272,8 @@ def train(builder: Builder, options: TrainOptions) -> TrainResult:
         set_seed(options.seed + info.rank)
     save_dir = Path(options.save_dir)
     validate_config(builder.config)
+    if options.profiler_options is not None:
+        ProfilerOptions.parse(options.profiler_options)  # fail before building anything
     model = builder.model
     check_loss_count(model, builder.loss)
     amp = AmpSettings.create(options.precision, options.amp_level)
@@ -231,9 +285,14 @@ def train(builder: Builder, options: TrainOptions) -> TrainResult:
 
     seed = options.seed if options.seed is not None else random.randrange(2**31)
     state = TrainState(data_seed=seed)
+    ema = ModelEMA(builder.model) if options.use_ema else None
     if options.resume_model:
-        state = load_checkpoint(options.resume_model, builder.model, optimizer, trainable_losses)
+        state = load_checkpoint(
+            options.resume_model, builder.model, optimizer, trainable_losses,
+            ema=ema.model if ema is not None else None,
+        )  # fmt: skip
         logger.info("Resumed from %s at iteration %d", options.resume_model, state.iteration)
+    profiler = _make_profiler(options, iters - state.iteration, info.rank)
 
     val_dataset = builder.val_dataset if options.do_eval else None
     loader = build_train_loader(
@@ -243,53 +302,82 @@ def train(builder: Builder, options: TrainOptions) -> TrainResult:
         save_dir, options.use_vdl and info.is_main, builder.config.dic.get("palette")
     )
     meter = ProgressMeter(iters, batch_size, steps_per_epoch=len(loader.batch_sampler))
-    last_eval = None
+    evals: Dict[str, Optional[EvalResult]] = {"model": None, "ema": None}
     model.train()
     tic = time.time()
-    for it, data in zip(range(state.iteration + 1, iters + 1), loader):
-        meter.reader_done(time.time() - tic)
-        labels = raise_if_failed(data)["label"].astype("int64")
-        # Dropout draws from Paddle's generator: seed it per step so a resumed run matches.
-        paddle.seed((state.data_seed * 1_000_003 + it * 7919 + info.rank) % 2**31)
-        loss_list = train_step(model, losses, optimizer, data["img"], labels, amp)
-        lr = optimizer.get_lr()
-        _lr_step(optimizer)
-        values = [float(v) for v in loss_list]
-        if not all(math.isfinite(v) for v in values):
-            raise FloatingPointError(
-                f"loss became {values} at iteration {it}; stopped without saving. The last "
-                f"good checkpoint is the newest iter_N under {save_dir}."
-            )
-        state.iteration = it
-        meter.step_done(time.time() - tic, values, lr)
-        if it % options.log_iters == 0 and info.is_main:
-            writer.train_scalars(meter.flush(it), it)
-        if it % options.save_interval == 0 or it == iters:
-            sync_buffers(builder.model)
-            if val_dataset is not None:
-                last_eval = _evaluate_and_log(model, val_dataset, options, state, writer, it)
-            if info.is_main:
-                _checkpoint(save_dir, builder, optimizer, state, last_eval, options)
-        tic = time.time()
-    writer.close()
+    try:
+        for it, data in zip(range(state.iteration + 1, iters + 1), loader):
+            meter.reader_done(time.time() - tic)
+            labels = raise_if_failed(data)["label"].astype("int64")
+            # Dropout draws from Paddle's generator: seed it per step so a resumed run matches.
+            paddle.seed((state.data_seed * 1_000_003 + it * 7919 + info.rank) % 2**31)
+            loss_list = train_step(model, losses, optimizer, data["img"], labels, amp)
+            lr = optimizer.get_lr()
+            _lr_step(optimizer)
+            stop = profiler.step() if profiler is not None else False
+            values = [float(v) for v in loss_list]
+            if not all(math.isfinite(v) for v in values):
+                raise FloatingPointError(
+                    f"loss became {values} at iteration {it}; stopped without saving. The last "
+                    f"good checkpoint is the newest iter_N under {save_dir}."
+                )
+            state.iteration = it
+            meter.step_done(time.time() - tic, values, lr)
+            if it % options.log_iters == 0 and info.is_main:
+                writer.train_scalars(meter.flush(it), it)
+            if ema is not None:
+                ema.update(builder.model, it)
+            if it % options.save_interval == 0 or it == iters:
+                _save_point(builder, model, optimizer, state, options, writer, val_dataset,
+                            ema, evals)  # fmt: skip
+            if stop:
+                logger.info(
+                    "[PROFILER] stopping after iteration %d (exit_on_finished, PaddleSeg's "
+                    "default; add exit_on_finished=false to --profiler_options to go on)", it
+                )  # fmt: skip
+                break
+            tic = time.time()
+    finally:
+        if profiler is not None:
+            profiler.close()
+        writer.close()
     logger.info(
         "[TRAIN] done at iteration %d; rank %d fingerprints: parameters %s, buffers %s",
         state.iteration, info.rank, fingerprint(builder.model),
         fingerprint(builder.model, buffers=True),
     )  # fmt: skip
-    return TrainResult(state=state, last_eval=last_eval, save_dir=save_dir)
+    return TrainResult(state, evals["model"], save_dir, evals["ema"], ema)
 
 
-def _checkpoint(save_dir, builder, optimizer, state, result, options) -> None:
+def _save_point(builder, model, optimizer, state, options, writer, val_dataset, ema, evals):
+    """Evaluate (the model, and the EMA model with ``--use_ema``) and save a checkpoint."""
+    it = state.iteration
+    sync_buffers(builder.model)
+    if ema is not None:
+        sync_buffers(ema.model)
+    if val_dataset is not None:
+        evals["model"] = _evaluate_and_log(model, val_dataset, options, writer, it)
+        if ema is not None:
+            evals["ema"] = _evaluate_ema(ema, val_dataset, options, writer, it)
+    if dist_info().is_main:
+        _checkpoint(Path(options.save_dir), builder, optimizer, state, evals, options, ema)
+
+
+def _checkpoint(save_dir, builder, optimizer, state, evals, options, ema) -> None:
+    result, ema_result = evals["model"], evals["ema"]
     if result is not None and result.miou > state.best_miou:
         state.best_miou, state.best_iter = float(result.miou), state.iteration
         save_best_model(save_dir, builder.model)
+    if ema_result is not None and ema_result.miou > state.best_ema_miou:
+        state.best_ema_miou, state.best_ema_iter = float(ema_result.miou), state.iteration
+        save_best_ema_model(save_dir, ema.model)
     save_checkpoint(
         save_dir,
         builder.model,
         optimizer,
         state,
         builder.trainable.losses,
+        ema=ema.model if ema is not None else None,
     )
     prune_checkpoints(save_dir, options.keep_checkpoint_max)
     if result is not None:
@@ -297,4 +385,10 @@ def _checkpoint(save_dir, builder, optimizer, state, result, options) -> None:
             "[EVAL] The model with the best validation mIoU (%.4f) was saved at iter %d.",
             state.best_miou,
             state.best_iter,
+        )
+    if ema_result is not None:
+        logger.info(
+            "[EVAL] The EMA model with the best validation mIoU (%.4f) was saved at iter %d.",
+            state.best_ema_miou,
+            state.best_ema_iter,
         )
