@@ -1,0 +1,11 @@
+"""Deployment of exported models: ``deploy.yaml`` schema, predictors, serving.
+
+A package of the project (``pip install -e .``) that never imports ``paddle_stdc`` or
+PaddleSeg: a production image needs only the export folder, Paddle (or ONNX Runtime), NumPy,
+OpenCV and PyYAML.
+
+    deploy.schema        deploy.yaml: keys, defaults, version, writer, reader/validator
+    deploy.images        which images a command works on, and their output names
+    deploy.python        predictors (Paddle Inference, ONNX Runtime), infer.py, quantize.py
+    deploy.serving       HTTP serving and its load test
+"""

@@ -4,14 +4,28 @@ Artefacts in ``save_dir`` (PaddleSeg's layout, Paddle 3 PIR format)::
 
     model.json, model.pdiparams   the inference program and weights (training heads dropped)
     model.onnx                    with format="onnx" (via paddle2onnx, checked against Paddle)
-    deploy.yaml                   files, preprocessing, input shape, output op/dtype, palette
+    deploy.yaml                   files, preprocessing, input shape, output op/dtype,
+                                  eval_scale, palette (schema: :mod:`deploy.schema`, version 2)
 
-``deploy/`` reads only these files; it never imports this package.
+``deploy/`` reads only these files; it never imports this package. This module writes
+deploy.yaml through ``deploy.schema``, the one definition of its keys.
+
+The deploy path computes what evaluation (:func:`paddle_stdc.engine.inference.infer_logits`,
+single scale, whole image) computes:
+
+- ``eval_scale`` (Seg50 = 0.5, Seg75 = 0.75) is part of the graph: the input is resized by it
+  and the logits back to the input size, both bilinear with align_corners=True, before the
+  output op -- the Paddle ops evaluation runs. (OpenCV has no align_corners=True resize, so
+  the predictors could not do it exactly on the CPU.)
+- val ``Padding`` is cropped off the predictor's output (exact on masks and scores alike).
+- a val ``Resize`` has to be undone on logits (bilinear), not on masks: with a ``Resize`` in
+  the val transforms, an ``argmax`` export writes the graph without its argmax
+  (``output_op: none``, logged) and the predictor resizes the logits back, then takes the
+  argmax. Without a val ``Resize`` (every shipped config) the graph ends in the argmax.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import logging
 import subprocess
@@ -23,72 +37,88 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import paddle
 import paddle.nn as nn
-import yaml
+import paddle.nn.functional as F
+
+from deploy.schema import (
+    DEPLOY_FILE,
+    OUTPUT_OPS,
+    build_deploy,
+    deploy_transforms,
+    update_deploy,
+    write_deploy,
+)
+
+__all__ = [
+    "DEPLOY_FILE", "OUTPUT_OPS", "FORMATS", "NORMALIZE_DEFAULT", "ExportModel", "ExportArtifacts",
+    "deploy_transforms", "export_model", "check_onnx", "protocol_eval_scale",
+]  # fmt: skip
 
 logger = logging.getLogger("paddle_stdc")
 
-OUTPUT_OPS = ("argmax", "softmax", "none")
 FORMATS = ("paddle", "onnx")
-DEPLOY_FILE = "deploy.yaml"
-
-# Val transforms the deploy-side preprocessing implements, with PaddleSeg's defaults.
-_TRANSFORM_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "Normalize": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
-    "Resize": {"target_size": [512, 512], "interp": "LINEAR"},
-    "Padding": {"target_size": None, "im_padding_value": 127.5},
-}
-
 
 #: PaddleSeg's default val preprocessing (``Normalize`` with mean = std = 0.5).
 NORMALIZE_DEFAULT: List[Dict[str, Any]] = [{"type": "Normalize"}]
 
 
 class ExportModel(nn.Layer):
-    """Eval-mode model followed by the output op.
+    """Eval-mode model under the evaluation protocol's input scale, then the output op.
 
     (N, 3, H, W) float32 -> argmax: (N, H, W) int32 | softmax: (N, K, H, W) | none: logits.
+    ``eval_scale`` != 1 resizes the input to ``floor(size * eval_scale)`` and the logits back
+    to (H, W), bilinear with align_corners=True, as evaluation's Seg50/Seg75 protocol.
     """
 
-    def __init__(self, model: nn.Layer, output_op: str = "argmax") -> None:
+    def __init__(self, model: nn.Layer, output_op: str = "argmax", eval_scale: float = 1.0):
         super().__init__()
         if output_op not in OUTPUT_OPS:
             raise ValueError(f"output_op must be one of {OUTPUT_OPS}, got {output_op!r}")
+        if not float(eval_scale) > 0:
+            raise ValueError(f"eval_scale must be > 0, got {eval_scale!r}")
         self.model = model
         self.output_op = output_op
+        self.eval_scale = float(eval_scale)
+
+    def logits(self, x: paddle.Tensor) -> paddle.Tensor:
+        """Logits (N, K, H, W) at the input size, under the protocol's ``eval_scale``."""
+        if self.eval_scale == 1.0:
+            return self.model(x)[0]
+        size = paddle.shape(x)[2:]
+        # floor(size * scale) in float64 as evaluation's int(d * eval_scale); an explicit size,
+        # not scale_factor, which paddle2onnx cannot convert (double-valued attribute).
+        small = paddle.floor(size.astype("float64") * self.eval_scale).astype("int32")
+        small = paddle.maximum(small, paddle.ones_like(small))
+        scaled = F.interpolate(x, size=small, mode="bilinear", align_corners=True)
+        logit = self.model(scaled)[0]
+        return F.interpolate(logit, size=size, mode="bilinear", align_corners=True)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        logit = self.model(x)[0]
+        logit = self.logits(x)
         if self.output_op == "argmax":
             return paddle.argmax(logit, axis=1, dtype="int32")
         if self.output_op == "softmax":
-            return nn.functional.softmax(logit, axis=1)
+            return F.softmax(logit, axis=1)
         return logit
 
 
-def deploy_transforms(val_transforms: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The config's val transforms with defaults filled in; unsupported ones are an error."""
-    out = []
-    for cfg in val_transforms:
-        cfg = copy.deepcopy(dict(cfg))
-        kind = cfg.pop("type")
-        if kind not in _TRANSFORM_DEFAULTS:
-            raise ValueError(
-                f"val transform {kind!r} cannot be exported; deploy supports "
-                f"{sorted(_TRANSFORM_DEFAULTS)}"
-            )
-        if kind == "Resize" and (cfg.get("keep_ratio") or cfg.get("size_divisor")):
-            raise ValueError("Resize with keep_ratio/size_divisor cannot be exported")
-        params = {**_TRANSFORM_DEFAULTS[kind], **cfg}
-        params.pop("keep_ratio", None)
-        params.pop("size_divisor", None)
-        params.pop("label_padding_value", None)
-        if kind == "Padding" and params["target_size"] is None:
-            raise ValueError("Padding needs target_size")
-        for key, value in params.items():
-            if isinstance(value, (tuple, np.ndarray)):
-                params[key] = list(np.asarray(value).tolist())
-        out.append({"type": kind, **params})
-    return out
+def protocol_eval_scale(test_config: Optional[Dict[str, Any]]) -> float:
+    """The ``eval_scale`` of a config's ``test_config`` (1.0 without one).
+
+    Deploy runs one scale over the whole image: multi-scale/flip (``aug_eval``) and sliding
+    windows (``is_slide``) are not exported, which is logged as a warning.
+    """
+    from paddle_stdc.engine.inference import EvalProtocol
+
+    try:
+        protocol = EvalProtocol.from_dict(dict(test_config or {}))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"test_config: {err}") from None
+    if protocol.aug_eval or protocol.is_slide:
+        logger.warning(
+            "test_config asks for %s; the export runs single-scale whole-image inference "
+            "(only eval_scale %g is exported)", protocol.describe(), protocol.eval_scale,
+        )  # fmt: skip
+    return protocol.eval_scale
 
 
 @dataclass
@@ -108,6 +138,17 @@ def _input_spec(input_shape: Optional[Sequence[int]]) -> List[paddle.static.Inpu
     return [paddle.static.InputSpec(shape, "float32", "x")]
 
 
+def graph_output_op(output_op: str, transforms: Sequence[Dict[str, Any]]) -> str:
+    """The op the graph ends with: ``output_op``, except ``none`` for argmax + a val Resize."""
+    if output_op == "argmax" and any(t["type"] == "Resize" for t in transforms):
+        logger.info(
+            "val transforms resize the image: exporting logits (output_op none) so that the "
+            "predictor resizes them back before the argmax, as evaluation does"
+        )
+        return "none"
+    return output_op
+
+
 def export_model(
     model: nn.Layer,
     save_dir: str | Path,
@@ -119,38 +160,44 @@ def export_model(
     fmt: str = "paddle",
     palette: Optional[np.ndarray] = None,
     source: Optional[Dict[str, Any]] = None,
+    eval_scale: Optional[float] = None,
+    test_config: Optional[Dict[str, Any]] = None,
 ) -> ExportArtifacts:
-    """Save ``model`` for inference and write ``deploy.yaml``; see the module docstring."""
+    """Save ``model`` for inference and write ``deploy.yaml``; see the module docstring.
+
+    ``test_config`` is the config's evaluation section (its ``eval_scale`` is exported);
+    ``eval_scale`` given explicitly wins over it.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if output_op not in OUTPUT_OPS:
+        raise ValueError(f"output_op must be one of {OUTPUT_OPS}, got {output_op!r}")
+    scale = protocol_eval_scale(test_config) if eval_scale is None else float(eval_scale)
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     transforms = deploy_transforms(val_transforms)
+    graph_op = graph_output_op(output_op, transforms)
     model.eval()
-    wrapped = ExportModel(model, output_op)
+    wrapped = ExportModel(model, graph_op, scale)
     wrapped.eval()
     spec = _input_spec(input_shape)
     paddle.jit.save(wrapped, str(save_dir / "model"), input_spec=spec)
     model_file, params_file = save_dir / "model.json", save_dir / "model.pdiparams"
     if not model_file.is_file():
         raise RuntimeError(f"paddle.jit.save did not write {model_file} (is PIR disabled?)")
-    deploy = {
-        "Deploy": {
-            "model": model_file.name,
-            "params": params_file.name,
-            "onnx": None,
-            "transforms": transforms,
-            "input_shape": [-1 if s is None else s for s in spec[0].shape],
-            "output_op": output_op,
-            "output_dtype": "int32" if output_op == "argmax" else "float32",
-            "num_classes": int(num_classes),
-            "palette": None if palette is None else np.asarray(palette)[:num_classes].tolist(),
-            "source": source or {},
-        }
-    }
-    deploy_file = save_dir / DEPLOY_FILE
+    deploy = build_deploy(
+        transforms=transforms,
+        input_shape=spec[0].shape,
+        output_op=graph_op,
+        num_classes=num_classes,
+        eval_scale=scale,
+        palette=None if palette is None else np.asarray(palette)[:num_classes].tolist(),
+        source=source,
+        model=model_file.name,
+        params=params_file.name,
+    )
     # Written before the ONNX step, so a failed conversion still leaves a usable Paddle export.
-    deploy_file.write_text(yaml.safe_dump(deploy, sort_keys=False))
+    deploy_file = write_deploy(save_dir, deploy)
     onnx_file = None
     if fmt == "onnx":
         onnx_file = _to_onnx(model_file, params_file, save_dir / "model.onnx")
@@ -160,9 +207,8 @@ def export_model(
             raise RuntimeError(
                 f"{err}; deploy.yaml does not reference it, the Paddle export is usable."
             ) from err
-        deploy["Deploy"]["onnx"] = onnx_file.name
-        deploy_file.write_text(yaml.safe_dump(deploy, sort_keys=False))
-    logger.info("Exported to %s (%s, output %s)", save_dir, fmt, output_op)
+        update_deploy(save_dir, onnx=onnx_file.name)
+    logger.info("Exported to %s (%s, output %s, eval_scale %g)", save_dir, fmt, graph_op, scale)
     return ExportArtifacts(save_dir, model_file, params_file, deploy_file, onnx_file)
 
 

@@ -1,8 +1,17 @@
-"""Paddle Inference predictor over an export directory (``tools/export.py`` output).
+"""Predictors over an export directory (``tools/export.py`` output): Paddle Inference and
+ONNX Runtime.
 
 Depends only on the exported artefacts (``deploy.yaml``, ``model.json``, ``model.pdiparams``),
-``paddle.inference``, NumPy, OpenCV and PyYAML -- never on the training code -- so a
-production image needs neither ``paddle_stdc`` nor PaddleSeg.
+``paddle.inference`` (or ``onnxruntime``), NumPy, OpenCV and PyYAML -- never on the training
+code -- so a production image needs neither ``paddle_stdc`` nor PaddleSeg. deploy.yaml is read
+and checked by :mod:`deploy.schema`.
+
+``predict`` returns what evaluation (``tools/val.py``) predicts: preprocessing follows the
+val datasets (uint8 resize/padding, then ``Normalize``), ``eval_scale`` is inside the graph,
+paddings are cropped off, and resizes are undone on the graph's scores (bilinear, before the
+argmax) when the graph outputs scores -- which exports with a val ``Resize`` do. ``run``
+returns the graph's raw output (``Deploy.output_op``: argmax (N, H, W) int32, softmax or none
+(N, K, H, W) float32) and checks a fixed ``Deploy.input_shape``.
 """
 
 from __future__ import annotations
@@ -14,103 +23,132 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-import yaml
 
-REQUIRED_KEYS = ("model", "params", "transforms", "input_shape", "output_op", "output_dtype")
+from deploy.schema import REQUIRED_KEYS, DeployConfigError, read_deploy
+
+__all__ = [
+    "REQUIRED_KEYS", "DeployConfigError", "InputShapeError", "load_deploy_config", "Prepared",
+    "preprocess", "postprocess", "postprocess_scores", "RuntimeOptions", "paddle_config",
+    "Predictor", "OnnxPredictor", "benchmark",
+]  # fmt: skip
+
 _INTERP = {"NEAREST": cv2.INTER_NEAREST, "LINEAR": cv2.INTER_LINEAR, "CUBIC": cv2.INTER_CUBIC,
            "AREA": cv2.INTER_AREA, "LANCZOS4": cv2.INTER_LANCZOS4}  # fmt: skip
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+#: Read and check ``export_dir/deploy.yaml`` (see :mod:`deploy.schema`).
+load_deploy_config = read_deploy
 
 
-def list_images(path: Path) -> List[Path]:
-    """``path`` itself, or the images under the folder ``path`` (sorted, recursive)."""
-    if path.is_file():
-        return [path]
-    images = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise SystemExit(f"no images under {path}")
-    return images
-
-
-class DeployConfigError(ValueError):
-    """deploy.yaml is missing, malformed, or names files that do not exist."""
-
-
-def load_deploy_config(export_dir: str | Path) -> Dict[str, Any]:
-    """Read and check ``export_dir/deploy.yaml``; errors name the file and the key."""
-    path = Path(export_dir) / "deploy.yaml"
-    if not path.is_file():
-        raise DeployConfigError(f"{path} not found: point at a tools/export.py output folder")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise DeployConfigError(f"{path} is not valid YAML: {err}") from err
-    deploy = (doc or {}).get("Deploy")
-    if not isinstance(deploy, dict):
-        raise DeployConfigError(f"{path} has no `Deploy` mapping")
-    for key in REQUIRED_KEYS:
-        if key not in deploy:
-            raise DeployConfigError(f"{path}: key Deploy.{key} is missing")
-    if deploy["output_op"] not in ("argmax", "softmax", "none"):
-        raise DeployConfigError(f"{path}: Deploy.output_op {deploy['output_op']!r} is unknown")
-    for key in ("model", "params", "onnx", "onnx_int8"):
-        if (key in ("model", "params") or deploy.get(key)) and not (
-            Path(export_dir) / deploy[key]
-        ).is_file():
-            raise DeployConfigError(f"{path}: Deploy.{key} file {deploy[key]} does not exist")
-    for t in deploy["transforms"]:
-        if t.get("type") not in ("Normalize", "Resize", "Padding"):
-            raise DeployConfigError(f"{path}: transform {t.get('type')!r} is not supported")
-    return deploy
+class InputShapeError(ValueError):
+    """An input's shape does not fit the export's fixed ``Deploy.input_shape``."""
 
 
 @dataclass
 class Prepared:
-    """A preprocessed image (3, H, W) float32 and what to undo on its mask."""
+    """A preprocessed image (3, H, W) float32 and what to undo on its prediction."""
 
     tensor: np.ndarray
     undo: List[Tuple[str, Tuple[int, int]]] = field(default_factory=list)
 
 
+def _normalize(img: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """(img / 255 - mean) / std in float32, computed as the training side's ``Normalize``."""
+    channels = img.shape[2]
+    std_arr, mean_arr = np.resize(np.asarray(std), channels), np.resize(np.asarray(mean), channels)
+    scale = (1.0 / (255.0 * std_arr)).astype(np.float32)
+    shift = (-mean_arr / std_arr).astype(np.float32)
+    if channels == 3 and img.dtype in (np.uint8, np.float32):
+        out = cv2.multiply(img, tuple(scale.tolist()) + (0,), dtype=cv2.CV_32F)
+        return cv2.add(out, tuple(shift.tolist()) + (0,)).reshape(img.shape)
+    return (img.astype(np.float32) / 255.0 - mean_arr) / std_arr
+
+
+def _pad(img: np.ndarray, t: Dict[str, Any]) -> np.ndarray:
+    w, h = t["target_size"]
+    pad_h, pad_w = int(h) - img.shape[0], int(w) - img.shape[1]
+    if pad_h < 0 or pad_w < 0:
+        raise ValueError(
+            f"image {img.shape[1]}x{img.shape[0]} is larger than the export's Padding "
+            f"target_size {w}x{h} (deploy.yaml Deploy.transforms)"
+        )
+    value = float(t.get("im_padding_value", 127.5))
+    return cv2.copyMakeBorder(img, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(value,) * 3)
+
+
 def preprocess(image_bgr: np.ndarray, transforms: Sequence[Dict[str, Any]]) -> Prepared:
-    """BGR uint8 (H, W, 3) -> normalized RGB CHW float32, as PaddleSeg's val transforms."""
-    img = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
+    """BGR uint8 (H, W, 3) -> normalized RGB (3, H, W) float32, as evaluation's val pipeline.
+
+    Like the training side's val datasets, resizing and padding work on the uint8 image (the
+    dataset skips PaddleSeg's float32 copy) and ``Normalize`` makes it float32, so the network
+    sees the same tensor as ``tools/val.py``.
+    """
+    img = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     undo: List[Tuple[str, Tuple[int, int]]] = []
     for t in transforms:
         kind = t["type"]
         if kind == "Normalize":
-            img = (img / 255.0 - np.asarray(t["mean"], np.float32)) / np.asarray(
-                t["std"], np.float32
-            )
+            img = _normalize(img, t["mean"], t["std"])
         elif kind == "Resize":
             undo.append(("resize", img.shape[:2]))
             w, h = t["target_size"]
-            img = cv2.resize(
-                img, (int(w), int(h)), interpolation=_INTERP[t.get("interp", "LINEAR")]
-            )
+            interp = _INTERP[t.get("interp", "LINEAR")]
+            img = cv2.resize(img, (int(w), int(h)), interpolation=interp)
         elif kind == "Padding":
             undo.append(("padding", img.shape[:2]))
-            w, h = t["target_size"]
-            pad_h, pad_w = int(h) - img.shape[0], int(w) - img.shape[1]
-            if pad_h < 0 or pad_w < 0:
-                raise ValueError(
-                    f"image {img.shape[1]}x{img.shape[0]} is larger than Padding {w}x{h}"
-                )
-            value = float(t.get("im_padding_value", 127.5))
-            img = cv2.copyMakeBorder(
-                img, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(value,) * 3
-            )
+            img = _pad(img, t)
     return Prepared(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32), undo)
 
 
 def postprocess(mask: np.ndarray, undo: Sequence[Tuple[str, Tuple[int, int]]]) -> np.ndarray:
-    """Undo paddings and resizes on a class-id mask (H, W)."""
+    """Undo paddings and resizes on a class-id mask (H, W) (nearest: labels only).
+
+    Exact for paddings; for resizes evaluation resizes logits instead (see
+    :func:`postprocess_scores`), which is why exports with a val ``Resize`` output logits.
+    """
     for kind, (h, w) in reversed(list(undo)):
         if kind == "padding":
             mask = mask[:h, :w]
         else:
             mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
     return mask
+
+
+def _resize_scores(scores: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(K, h0, w0) -> (K, h, w) bilinear, half-pixel centres (Paddle's align_corners=False)."""
+    hwc = np.ascontiguousarray(scores.transpose(1, 2, 0))
+    chunks = [
+        cv2.resize(hwc[:, :, i : i + 512], (w, h), interpolation=cv2.INTER_LINEAR)
+        for i in range(0, hwc.shape[2], 512)  # OpenCV takes at most 512 channels
+    ]
+    out = np.concatenate([c.reshape(h, w, -1) for c in chunks], axis=2)
+    return out.transpose(2, 0, 1)
+
+
+def postprocess_scores(
+    scores: np.ndarray, undo: Sequence[Tuple[str, Tuple[int, int]]]
+) -> np.ndarray:
+    """Undo paddings and resizes on scores (K, H, W) as evaluation does on logits, then argmax.
+
+    Paddings are cropped off; resizes are undone bilinearly (align_corners=False), like
+    ``paddle_stdc.engine.inference.reverse_transform``. Returns the class ids (H0, W0).
+    """
+    for kind, (h, w) in reversed(list(undo)):
+        if kind == "padding":
+            scores = scores[:, :h, :w]
+        elif scores.shape[1:] != (h, w):
+            scores = _resize_scores(scores, h, w)
+    return scores.argmax(axis=0)
+
+
+def check_input_shape(batch_shape: Sequence[int], deploy: Dict[str, Any], where: str) -> None:
+    """Raise InputShapeError naming both shapes if ``batch_shape`` misses a fixed dimension."""
+    fixed = deploy["input_shape"]
+    if len(batch_shape) != 4 or any(f > 0 and f != s for f, s in zip(fixed, batch_shape)):
+        raise InputShapeError(
+            f"input of shape {list(batch_shape)} (N, C, H, W) does not match the fixed "
+            f"input_shape {list(fixed)} of {where} (Deploy.input_shape; -1 = any): resize the "
+            "images to that size, or export without --input_shape"
+        )
 
 
 @dataclass
@@ -126,6 +164,11 @@ class RuntimeOptions:
     opt_shape: Optional[Sequence[int]] = None
     max_shape: Optional[Sequence[int]] = None
     shape_range_file: Optional[str] = None
+    #: Paddle Inference records each tensor's shape range into this file (the first pass of
+    #: PaddleSeg's --enable_auto_tune; a later run passes it as ``shape_range_file``).
+    collect_shape_range_file: Optional[str] = None
+    #: smallest subgraph TensorRT takes over (PaddleSeg's --min_subgraph_size)
+    min_subgraph_size: int = 3
     gpu_mem_mb: int = 500
     #: CPU pass fixes for Paddle 3.3 (see paddle_config); False = Paddle's default passes.
     cpu_pass_fixes: bool = True
@@ -159,6 +202,8 @@ def paddle_config(export_dir: Path, deploy: Dict[str, Any], opts: RuntimeOptions
             # transfer_layout_pass wraps pool2d in NCHW<->NHWC transposes for the NHWC
             # kernel; on CPU that made BiSeNetV1's stem max pool ~100 ms instead of ~9 ms.
             cfg.delete_pass("transfer_layout_pass")
+    if opts.collect_shape_range_file:
+        cfg.collect_shape_range_info(opts.collect_shape_range_file)
     if opts.profile:
         cfg.enable_profile()
     cfg.disable_glog_info()
@@ -169,7 +214,7 @@ def _enable_trt(cfg, pi, opts: RuntimeOptions) -> None:
     precision = {"fp32": pi.PrecisionType.Float32, "fp16": pi.PrecisionType.Half,
                  "int8": pi.PrecisionType.Int8}[opts.precision]  # fmt: skip
     cfg.enable_tensorrt_engine(
-        workspace_size=1 << 30, max_batch_size=1, min_subgraph_size=3,
+        workspace_size=1 << 30, max_batch_size=1, min_subgraph_size=opts.min_subgraph_size,
         precision_mode=precision, use_static=False, use_calib_mode=opts.precision == "int8",
     )  # fmt: skip
     if opts.shape_range_file:
@@ -181,18 +226,29 @@ def _enable_trt(cfg, pi, opts: RuntimeOptions) -> None:
 
 
 class _MaskPredictor:
-    """Shared pre/post-processing: subclasses only implement ``run`` on a float32 batch."""
+    """Shared pre/post-processing: subclasses implement ``_forward`` on a float32 batch."""
 
     export_dir: Path
     deploy: Dict[str, Any]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+    def _forward(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _masks(self, out: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Raw graph output for an (N, 3, H, W) float32 batch (see ``Deploy.output_op``).
+
+        A batch that does not fit a fixed ``Deploy.input_shape`` is an InputShapeError
+        naming both shapes (instead of the runtime's broadcast error).
+        """
+        check_input_shape(batch.shape, self.deploy, f"the export in {self.export_dir}")
+        return self._forward(batch)
+
+    def _to_masks(self, out: np.ndarray, undos: Sequence[Sequence]) -> List[np.ndarray]:
+        """Class ids at image size per sample: argmax outputs are cropped/resized as masks,
+        scores (softmax or logits) are cropped/resized as evaluation does, then argmaxed."""
         if out.ndim == 3:  # the export's argmax output op, (N, H, W)
-            return out.astype(np.int32)
-        return out.argmax(axis=1).astype(np.int32)
+            return [postprocess(m.astype(np.int32), u) for m, u in zip(out, undos)]
+        return [postprocess_scores(s, u) for s, u in zip(out, undos)]
 
     def predict(self, images: Sequence[np.ndarray], batch_size: int = 1) -> List[np.ndarray]:
         """Class-id masks (H, W) uint8 for BGR images; same-size images are batched."""
@@ -206,9 +262,9 @@ class _MaskPredictor:
             while (len(group) < batch_size and start + len(group) < len(order)
                    and prepared[order[start + len(group)]].tensor.shape == shape):  # fmt: skip
                 group.append(order[start + len(group)])
-            out = self._masks(self.run(np.stack([prepared[i].tensor for i in group])))
-            for k, idx in enumerate(group):
-                masks[idx] = postprocess(out[k], prepared[idx].undo).astype(np.uint8)
+            out = self.run(np.stack([prepared[i].tensor for i in group]))
+            for idx, mask in zip(group, self._to_masks(out, [prepared[i].undo for i in group])):
+                masks[idx] = mask.astype(np.uint8)
             start += len(group)
         return masks  # type: ignore[return-value]
 
@@ -228,8 +284,7 @@ class Predictor(_MaskPredictor):
         self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
         self._output_name = self._predictor.get_output_names()[0]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Raw network output for an (N, 3, H, W) float32 batch."""
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
         self._input.reshape(list(batch.shape))
         self._input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
         self._predictor.run()
@@ -261,8 +316,7 @@ class OnnxPredictor(_MaskPredictor):
         )
         self._input_name = self._session.get_inputs()[0].name
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Raw network output for an (N, 3, H, W) float32 batch."""
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
         feed = {self._input_name: np.ascontiguousarray(batch, dtype=np.float32)}
         return self._session.run(None, feed)[0]
 

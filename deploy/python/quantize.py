@@ -14,25 +14,19 @@ ones you serve (a few dozen from the training set). Needs ``onnxruntime`` and ``
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import cv2
 import numpy as np
-import yaml
 
-try:  # imported as deploy.python.quantize
-    from .predictor import DeployConfigError, list_images, load_deploy_config, preprocess
-except ImportError:  # run as a script: deploy/python/quantize.py
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from predictor import (  # noqa: E402
-        DeployConfigError,
-        list_images,
-        load_deploy_config,
-        preprocess,
-    )
+try:
+    from deploy.images import ImageListError, list_images
+    from deploy.python.predictor import preprocess
+    from deploy.schema import DeployConfigError, read_deploy, update_deploy
+except ModuleNotFoundError as _err:  # run as a file without `pip install -e .`
+    raise SystemExit(f"quantize.py: error: {_err}; run `pip install -e .`") from None
 
 METHODS = ("minmax", "entropy", "percentile")
 INT8_FILE = "model_int8.onnx"
@@ -62,7 +56,7 @@ def quantize_int8(
 
     ort.set_default_logger_severity(3)  # its per-initializer cleanup warnings are noise here
     export_dir = Path(export_dir)
-    deploy = load_deploy_config(export_dir)
+    deploy = read_deploy(export_dir)
     if not deploy.get("onnx"):
         raise DeployConfigError(
             f"{export_dir / 'deploy.yaml'} has no Deploy.onnx: export with --format onnx first"
@@ -98,17 +92,13 @@ def quantize_int8(
 
 
 def _register(export_dir: Path, file_name: str, method: str, num_images: int) -> None:
-    path = export_dir / "deploy.yaml"
-    doc = yaml.safe_load(path.read_text())
-    doc["Deploy"]["onnx_int8"] = file_name
-    doc["Deploy"]["int8_calibration"] = {"method": method, "num_images": num_images}
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(path)
+    calibration = {"method": method, "num_images": num_images}
+    update_deploy(export_dir, onnx_int8=file_name, int8_calibration=calibration)
 
 
-def list_calibration_images(folder: Path, num_images: int) -> list:
-    """The first ``num_images`` images under ``folder`` (sorted, recursive)."""
+def list_calibration_images(folder: Path, num_images: int) -> List[Path]:
+    """The first ``num_images`` images ``folder`` names (see :func:`deploy.images.list_images`:
+    a folder searched recursively, an image or a list file)."""
     return list_images(Path(folder))[:num_images]
 
 
@@ -119,8 +109,11 @@ def main(argv=None) -> None:
     p.add_argument("--num_images", type=int, default=32)
     p.add_argument("--method", default="minmax", choices=METHODS)
     args = p.parse_args(argv)
-    images = list_calibration_images(args.calib_dir, args.num_images)
-    out = quantize_int8(args.export_dir, images, args.method)
+    try:
+        images = list_calibration_images(args.calib_dir, args.num_images)
+        out = quantize_int8(args.export_dir, images, args.method)
+    except (ImageListError, DeployConfigError, ValueError, ImportError) as err:
+        raise SystemExit(f"quantize.py: error: {err}") from None
     print(f"wrote {out} (calibrated on {len(images)} images, {args.method})")
 
 

@@ -20,19 +20,19 @@ import io
 import json
 import queue
 import signal
-import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import List, Optional
 from urllib.parse import parse_qs, urlparse
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-from predictor import Predictor, RuntimeOptions  # noqa: E402
+try:
+    from deploy.python.predictor import Predictor, RuntimeOptions
+except ModuleNotFoundError as _err:  # run as a file without `pip install -e .`
+    raise SystemExit(f"server.py: error: {_err}; run `pip install -e .`") from None
 
 
 class PredictorPool:

@@ -1,0 +1,247 @@
+"""The ``deploy.yaml`` schema: key names, defaults, version, writer and reader/validator.
+
+One module for both sides: ``paddle_stdc/export.py`` writes ``deploy.yaml`` through
+:func:`build_deploy` / :func:`write_deploy`, every predictor reads it through
+:func:`read_deploy`. It imports neither ``paddle_stdc`` nor PaddleSeg (nor Paddle).
+
+Version 2 (written today)::
+
+    Deploy:
+      version: 2
+      model: model.json            # Paddle 3 PIR program
+      params: model.pdiparams
+      onnx: null | model.onnx      # --format onnx
+      onnx_int8: null | model_int8.onnx   # deploy/python/quantize.py
+      int8_calibration: null | {method, num_images}
+      transforms: [...]            # val preprocessing, PaddleSeg names, defaults filled in
+      input_shape: [N, C, H, W]    # -1 = dynamic; a fixed dimension is checked by predictors
+      output_op: argmax | softmax | none   # the op at the end of the exported graph
+      output_dtype: int32 | float32
+      eval_scale: 1.0              # Seg50 = 0.5, Seg75 = 0.75: applied INSIDE the graph
+      num_classes: K
+      palette: null | [[R, G, B], ...]
+      source: {config, model_path, model}
+
+A file without ``version`` is version 1: the same keys without ``version`` and
+``eval_scale`` (read as 1.0).
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import yaml
+
+SCHEMA_VERSION = 2
+DEPLOY_FILE = "deploy.yaml"
+OUTPUT_OPS = ("argmax", "softmax", "none")
+REQUIRED_KEYS = ("model", "params", "transforms", "input_shape", "output_op", "output_dtype")
+#: Optional keys and the value a file without them means.
+DEFAULTS: Dict[str, Any] = {
+    "onnx": None,
+    "onnx_int8": None,
+    "int8_calibration": None,
+    "eval_scale": 1.0,
+    "num_classes": None,
+    "palette": None,
+    "source": {},
+}
+FILE_KEYS = ("model", "params", "onnx", "onnx_int8")
+#: Val transforms deploy implements, with PaddleSeg's defaults.
+TRANSFORM_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "Normalize": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+    "Resize": {"target_size": [512, 512], "interp": "LINEAR"},
+    "Padding": {"target_size": None, "im_padding_value": 127.5},
+}
+#: Resize interpolations (PaddleSeg's names; RANDOM is a training-time choice).
+INTERPOLATIONS = ("NEAREST", "LINEAR", "CUBIC", "AREA", "LANCZOS4")
+
+PathLike = Union[str, Path]
+
+
+class DeployConfigError(ValueError):
+    """deploy.yaml is missing, malformed, or names files that do not exist."""
+
+
+# ---------------------------------------------------------------------------------- writing
+
+
+def _plain(value: Any) -> Any:
+    """Tuples / NumPy arrays and scalars -> YAML-safe lists and Python numbers."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def deploy_transforms(val_transforms: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """A config's val transforms with defaults filled in; an unsupported one is a ValueError."""
+    out = []
+    for cfg in val_transforms:
+        cfg = copy.deepcopy(dict(cfg))
+        kind = cfg.pop("type", None)
+        if kind not in TRANSFORM_DEFAULTS:
+            raise ValueError(
+                f"val transform {kind!r} cannot be exported; deploy supports "
+                f"{sorted(TRANSFORM_DEFAULTS)}"
+            )
+        if kind == "Resize" and (cfg.get("keep_ratio") or cfg.get("size_divisor")):
+            raise ValueError("Resize with keep_ratio/size_divisor cannot be exported")
+        params = {**TRANSFORM_DEFAULTS[kind], **cfg}
+        for key in ("keep_ratio", "size_divisor", "label_padding_value"):
+            params.pop(key, None)
+        if kind == "Padding" and params["target_size"] is None:
+            raise ValueError("Padding needs target_size")
+        entry = {"type": kind, **{k: _plain(v) for k, v in params.items()}}
+        _check_transform(entry, "val transform")
+        out.append(entry)
+    return out
+
+
+def build_deploy(
+    *,
+    transforms: Sequence[Dict[str, Any]],
+    input_shape: Sequence[int],
+    output_op: str,
+    num_classes: int,
+    eval_scale: float = 1.0,
+    palette: Optional[Sequence[Sequence[int]]] = None,
+    source: Optional[Dict[str, Any]] = None,
+    model: str = "model.json",
+    params: str = "model.pdiparams",
+) -> Dict[str, Any]:
+    """The ``Deploy`` mapping of a version-2 deploy.yaml (``transforms`` already filled in)."""
+    if output_op not in OUTPUT_OPS:
+        raise ValueError(f"output_op must be one of {OUTPUT_OPS}, got {output_op!r}")
+    return {
+        "version": SCHEMA_VERSION,
+        "model": model,
+        "params": params,
+        "onnx": None,
+        "transforms": [dict(t) for t in transforms],
+        "input_shape": [-1 if s is None else int(s) for s in input_shape],
+        "output_op": output_op,
+        "output_dtype": "int32" if output_op == "argmax" else "float32",
+        "eval_scale": float(eval_scale),
+        "num_classes": int(num_classes),
+        "palette": None if palette is None else _plain(palette),
+        "source": dict(source or {}),
+    }
+
+
+def write_deploy(export_dir: PathLike, deploy: Dict[str, Any]) -> Path:
+    """Write ``export_dir/deploy.yaml`` atomically (a reader never sees half a file)."""
+    path = Path(export_dir) / DEPLOY_FILE
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump({"Deploy": deploy}, sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
+def update_deploy(export_dir: PathLike, **changes: Any) -> Dict[str, Any]:
+    """Set keys of an existing deploy.yaml (e.g. ``onnx_int8``) keeping the rest as written."""
+    path = Path(export_dir) / DEPLOY_FILE
+    deploy = _load_mapping(path)
+    deploy.update(changes)
+    write_deploy(export_dir, deploy)
+    return deploy
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def _load_mapping(path: Path) -> Dict[str, Any]:
+    if not path.is_file():
+        raise DeployConfigError(f"{path} not found: point at a tools/export.py output folder")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise DeployConfigError(f"{path} is not valid YAML: {err}") from err
+    deploy = doc.get("Deploy") if isinstance(doc, dict) else None
+    if not isinstance(deploy, dict):
+        raise DeployConfigError(f"{path} has no `Deploy` mapping")
+    return deploy
+
+
+def _is_int_list(value: Any, length: int) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == length
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
+    )
+
+
+def _check_transform(t: Any, where: str) -> None:
+    """Raise ValueError naming the transform's bad key; ``where`` prefixes the message."""
+    if not isinstance(t, dict) or t.get("type") not in TRANSFORM_DEFAULTS:
+        kind = t.get("type") if isinstance(t, dict) else t
+        raise ValueError(f"{where} {kind!r} is not supported (use {sorted(TRANSFORM_DEFAULTS)})")
+    kind = t["type"]
+    if kind in ("Resize", "Padding"):
+        size = t.get("target_size")
+        if not _is_int_list(size, 2) or min(size) <= 0:
+            raise ValueError(
+                f"{where} {kind}.target_size {size!r} must be two positive ints [w, h]"
+            )
+    if kind == "Resize" and t.get("interp", "LINEAR") not in INTERPOLATIONS:
+        raise ValueError(f"{where} Resize.interp {t.get('interp')!r}: use one of {INTERPOLATIONS}")
+    if kind == "Normalize":
+        for key in ("mean", "std"):
+            value = t.get(key)
+            if not isinstance(value, list) or len(value) not in (1, 3):
+                raise ValueError(f"{where} Normalize.{key} {value!r} must be 1 or 3 numbers")
+        if any(float(s) == 0 for s in t["std"]):
+            raise ValueError(f"{where} Normalize.std {t['std']!r} contains 0")
+
+
+def _check_values(path: Path, deploy: Dict[str, Any]) -> None:
+    if deploy["output_op"] not in OUTPUT_OPS:
+        raise DeployConfigError(
+            f"{path}: Deploy.output_op {deploy['output_op']!r} is unknown (use {OUTPUT_OPS})"
+        )
+    shape = deploy["input_shape"]
+    if not _is_int_list(shape, 4):
+        raise DeployConfigError(f"{path}: Deploy.input_shape {shape!r} must be 4 ints N C H W")
+    scale = deploy["eval_scale"]
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale > 0:
+        raise DeployConfigError(f"{path}: Deploy.eval_scale {scale!r} must be a number > 0")
+    if not isinstance(deploy["transforms"], list):
+        raise DeployConfigError(f"{path}: Deploy.transforms must be a list")
+    for i, t in enumerate(deploy["transforms"]):
+        try:
+            _check_transform(t, f"Deploy.transforms[{i}]")
+        except ValueError as err:
+            raise DeployConfigError(f"{path}: {err}") from None
+
+
+def read_deploy(export_dir: PathLike) -> Dict[str, Any]:
+    """Read and check ``export_dir/deploy.yaml``; errors name the file and the key.
+
+    Returns the ``Deploy`` mapping with ``version`` set (1 for files written before versioning)
+    and the optional keys whose default is not None filled in (``eval_scale``, ``source``).
+    """
+    export_dir = Path(export_dir)
+    path = export_dir / DEPLOY_FILE
+    deploy = _load_mapping(path)
+    version = deploy.get("version", 1)
+    if version not in (1, SCHEMA_VERSION):
+        raise DeployConfigError(
+            f"{path}: Deploy.version {version!r} is not supported (this deploy code reads 1 and "
+            f"{SCHEMA_VERSION}); re-export with this version of tools/export.py"
+        )
+    for key in REQUIRED_KEYS:
+        if key not in deploy:
+            raise DeployConfigError(f"{path}: key Deploy.{key} is missing")
+    # Keys whose default is None stay absent (read them with .get); the others are filled in.
+    filled = {k: copy.deepcopy(v) for k, v in DEFAULTS.items() if v is not None}
+    deploy = {**filled, **deploy, "version": version}
+    _check_values(path, deploy)
+    for key in FILE_KEYS:
+        name = deploy.get(key)
+        if (key in ("model", "params") or name) and not (export_dir / str(name)).is_file():
+            raise DeployConfigError(f"{path}: Deploy.{key} file {name} does not exist")
+    return deploy
