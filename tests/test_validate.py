@@ -112,3 +112,86 @@ def test_train_refuses_before_the_first_step(tmp_path):
     with pytest.raises(ConfigError, match="iters"):
         train(builder, TrainOptions(save_dir=str(tmp_path / "out")))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("opts", "message"),
+    [
+        (["optimizer.type=SDG"], r"optimizer.type: unknown optimizer 'SDG' -- did you mean 'SGD'"),
+        (["optimizer.momentun=0.9"], r"optimizer.momentun: SGD takes no argument 'momentun' -- "
+                                     r"did you mean 'momentum'"),
+        (["optimizer.nesterov=True"], r"optimizer.nesterov: .*did you mean 'use_nesterov'"),
+        (["lr_scheduler.type=PolynomialDcay"],
+         r"lr_scheduler.type: unknown schedule 'PolynomialDcay' -- did you mean 'PolynomialDecay'"),
+        (["lr_scheduler.powr=0.9"], r"lr_scheduler.powr: PolynomialDecay takes no argument "
+                                    r"'powr' -- did you mean 'power'"),
+        (["lr_scheduler.warmup_iter=10"], r"lr_scheduler.warmup_iter: .*'warmup_iters'"),
+        (["lr_scheduler.warmup_iters=10"], r"warmup needs both warmup_iters and warmup_start_lr"),
+        (["loss.coeff=[1,1,1,1]"], r"loss.coeff: unknown key -- did you mean 'coef'"),
+    ],
+)  # fmt: skip
+def test_optimizer_lr_scheduler_and_loss_mistakes_are_named(opts, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(_cfg(*opts))
+
+
+def test_sgd_with_momentum_is_checked_as_momentum_and_aliases_work(tmp_path):
+    validate_config(_cfg("optimizer.type=sgd", "optimizer.use_nesterov=True"))
+    with pytest.raises(ConfigError, match=r"optimizer.momentum: adam takes no argument"):
+        validate_config(_cfg("optimizer.type=adam"))  # the base's momentum: not Adam's
+    validate_config(_child(tmp_path, "optimizer:\n  _inherited_: False\n  type: adam\n"
+                                     "  beta1: 0.8\n"))  # fmt: skip
+
+
+def _child(tmp_path, body: str):
+    child = tmp_path / "child.yml"
+    child.write_text(f"_base_: {STDC1}\n{body}")
+    return load_config(str(child), pretrained=False)
+
+
+def test_every_loss_entry_and_mixed_loss_member_is_checked(tmp_path):
+    with pytest.raises(ConfigError, match=r"loss.types\[1\].min_kep: OhemCrossEntropyLoss "
+                                          r".*did you mean 'min_kept'"):  # fmt: skip
+        validate_config(
+            _child(
+                tmp_path,
+                """
+loss:
+  types:
+    - type: OhemCrossEntropyLoss
+    - type: OhemCrossEntropyLoss
+      min_kep: 10
+    - type: OhemCrossEntropyLoss
+    - type: DetailAggregateLoss
+  coef: [1, 1, 1, 1]
+""",
+            )
+        )
+    with pytest.raises(ConfigError, match=r"loss.types\[0\].losses\[1\].type: unknown component "
+                                          r"'DiceLos' -- did you mean 'DiceLoss'"):  # fmt: skip
+        validate_config(
+            _child(
+                tmp_path,
+                """
+loss:
+  types:
+    - type: MixedLoss
+      losses: [{type: CrossEntropyLoss}, {type: DiceLos}]
+      coef: [1, 1]
+    - type: OhemCrossEntropyLoss
+    - type: OhemCrossEntropyLoss
+    - type: DetailAggregateLoss
+  coef: [1, 1, 1, 1]
+""",
+            )
+        )
+
+
+def test_a_schedule_without_its_required_argument(tmp_path):
+    cfg = _child(tmp_path, "lr_scheduler:\n  _inherited_: False\n  type: StepDecay\n"
+                           "  learning_rate: 0.01\n")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"lr_scheduler: StepDecay needs `step_size`"):
+        validate_config(cfg)
+    cfg = _child(tmp_path, "lr_scheduler:\n  _inherited_: False\n  type: PolynomialDecay\n"
+                           "  learning_rate: 0.01\n")  # decay_steps: PaddleSeg sets it  # fmt: skip
+    validate_config(cfg)

@@ -1,24 +1,36 @@
-"""Predict an image or a folder of images: palette masks and colour overlays.
+"""Predict an image, a folder or a list file of images: palette masks and colour overlays.
 
     python tools/predict.py --config configs/stdc1_seg_cityscapes_1024x512_80k.yml \
-        --model_path output/best_model/model.pdparams --image_path demo/ --save_dir output/result
+        --model_path output/best_model/model.pdparams --image_path demo/ --save_dir output/result \
+        [--aug_pred --scales 0.75 1.0 1.25 --flip_horizontal] \
+        [--is_slide --crop_size 1024 512 --stride 768 384] [--custom_color 128 64 128 ...]
+
+Outputs keep the images' subfolders (relative to their common folder) and never overwrite
+each other: save_dir/pseudo_color_prediction/<name>.png, save_dir/added_prediction/<name>.jpg.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from paddle_stdc.engine.cli import add_trained_model_args, eval_kwargs, load_trained
+from paddle_stdc.engine.cli import (
+    add_trained_model_args,
+    eval_kwargs,
+    load_trained,
+    parse_custom_color,
+    prediction_palette,
+)
 from paddle_stdc.engine.inference import EvalProtocol
 from paddle_stdc.engine.predictor import list_images, predict
-from paddle_stdc.utils.visualize import palette_for
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    add_trained_model_args(p)
-    p.add_argument("--image_path", required=True, help="an image file or a folder")
+    add_trained_model_args(p, aug_flags=("--aug_pred", "--aug_eval"))
+    p.add_argument(
+        "--image_path", required=True,
+        help="an image, a folder (recursive) or a .txt list file (one image per line)",
+    )  # fmt: skip
     p.add_argument("--save_dir", default="output/result")
     p.add_argument(
         "--palette",
@@ -26,22 +38,28 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="cityscapes | voc | a .json/.txt file of R G B per class (default: the config's "
         "top-level `palette`, else by dataset: Cityscapes colours, VOC's for the rest)",
     )
+    p.add_argument(
+        "--custom_color", nargs="+", type=int, default=None, metavar="V",
+        help="R G B for class 0, then class 1 ... (PaddleSeg's); overrides those classes' "
+        "colours of the palette",
+    )  # fmt: skip
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    colors = parse_custom_color(args.custom_color)
     builder = load_trained(args)
     model = builder.model
-    images = list_images(args.image_path)
-    root = Path(args.image_path) if Path(args.image_path).is_dir() else None
-    palette = palette_for(
+    palette = prediction_palette(
         model.num_classes,
         builder.config.val_dataset_cfg.get("type"),
         args.palette if args.palette is not None else builder.config.dic.get("palette"),
+        colors,
     )
     protocol = EvalProtocol.from_dict(eval_kwargs(args, builder.test_config()))
-    predict(model, builder.val_transforms, images, args.save_dir, palette, root, protocol)
+    images = list_images(args.image_path)
+    predict(model, builder.val_transforms, images, args.save_dir, palette, protocol)
 
 
 if __name__ == "__main__":

@@ -3,18 +3,22 @@
     python tools/val.py --config configs/stdc1_seg_cityscapes_1024x512_80k.yml \
         --model_path output/best_model/model.pdparams [--aug_eval --flip_horizontal] \
         [--eval_scale seg50]
+
+Prints our mIoU (mean over the classes present) and PaddleSeg 2.8's (absent classes as 0).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 
-from paddle_stdc.engine.cli import add_trained_model_args, eval_kwargs, load_trained
+from paddle_stdc.engine.cli import (
+    add_trained_model_args,
+    eval_kwargs,
+    load_trained,
+    log_eval_result,
+)
 from paddle_stdc.engine.evaluator import evaluate
 from paddle_stdc.utils.visualize import CITYSCAPES_CLASSES
-
-logger = logging.getLogger("paddle_stdc")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,9 +40,7 @@ def main(argv=None) -> None:
         precision=args.precision,
         **eval_kwargs(args, builder.test_config()),
     )
-    names = CITYSCAPES_CLASSES if type(dataset).__name__ == "Cityscapes" else None
-    logger.info("[EVAL] Class IoU:\n%s", result.metrics.format_table(names))
-    logger.info("[EVAL] %s", result.summary())
+    log_eval_result(result, CITYSCAPES_CLASSES if type(dataset).__name__ == "Cityscapes" else None)
 
 
 if __name__ == "__main__":

@@ -5,15 +5,50 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Dict, List, Optional
+from types import TracebackType
+from typing import Any, Dict, List, Optional, Sequence, Type
 
+import numpy as np
 import paddle
 
+from deploy.images import ImageListError
+from paddle_stdc.data.palettes import palette_for
 from paddle_stdc.engine.inference import EVAL_PRESETS
+from paddle_stdc.engine.validate import ConfigError, validate_config
+from paddle_stdc.utils.download import WeightsUnavailableError
+
+logger = logging.getLogger("paddle_stdc")
+
+#: Mistakes of the user (config, paths, flags), reported as one line instead of a traceback.
+USER_ERRORS = (ConfigError, ImageListError, WeightsUnavailableError)
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _user_error_hook(
+    kind: Type[BaseException], value: BaseException, tb: Optional[TracebackType]
+) -> None:
+    if issubclass(kind, USER_ERRORS):
+        sys.stderr.write(f"error: {one_line(value)}\n")
+        sys.stderr.flush()
+    else:
+        sys.__excepthook__(kind, value, tb)
+
+
+def report_user_errors() -> None:
+    """Make an uncaught user error (:data:`USER_ERRORS`: config, ``--image_path``, weights)
+    print ``error: <message>`` on one line (no traceback, no chained cause); exit status 1."""
+    if sys.excepthook is sys.__excepthook__:
+        sys.excepthook = _user_error_hook
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """Log ``paddle_stdc`` messages to stdout as ``time [LEVEL] message``."""
+    """Set up a tool's process: ``paddle_stdc`` messages to stdout as ``time [LEVEL] message``,
+    and user errors as one line on stderr (:func:`report_user_errors`)."""
+    report_user_errors()
     log = logging.getLogger("paddle_stdc")
     if not log.handlers:
         handler = logging.StreamHandler(sys.stdout)
@@ -35,32 +70,53 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def add_trained_model_args(parser: argparse.ArgumentParser) -> None:
-    """The flags of tools that run a trained model: common ones, --model_path, evaluation."""
+def add_trained_model_args(
+    parser: argparse.ArgumentParser, aug_flags: Sequence[str] = ("--aug_eval",)
+) -> None:
+    """The flags of tools that run a trained model: common ones, --model_path, evaluation
+    (``aug_flags``: the spellings of PaddleSeg's augmentation switch, e.g. ``--aug_pred``)."""
     add_common_args(parser)
     parser.add_argument("--model_path", required=True, help="model.pdparams (path or URL)")
-    add_eval_args(parser)
+    add_eval_args(parser, aug_flags)
+
+
+def load_builder(args: argparse.Namespace, default_device: Optional[str] = None):
+    """Set up logging and device, load and validate ``--config`` (with ``--opts``) for
+    inference; returns a :class:`~paddle_stdc.engine.config.Builder` (nothing built yet)."""
+    from paddle_stdc.engine.config import Builder, load_config
+
+    setup_logging()
+    set_device(args.device or default_device)
+    cfg = load_config(args.config, opts=opts_list(args.opts), pretrained=False)
+    validate_config(cfg, for_training=False)
+    return Builder(cfg)
 
 
 def load_trained(args: argparse.Namespace):
-    """Set up logging and device, build the config's model and load ``--model_path`` strictly.
+    """:func:`load_builder`, then build the config's model and load ``--model_path`` strictly.
 
     Returns the :class:`~paddle_stdc.engine.config.Builder` (model, val dataset, transforms).
     """
-    from paddle_stdc.engine.config import Builder, load_config
     from paddle_stdc.weights import load_pretrained
 
-    setup_logging()
-    set_device(args.device)
-    builder = Builder(load_config(args.config, opts=opts_list(args.opts), pretrained=False))
+    builder = load_builder(args)
     load_pretrained(builder.model, args.model_path, strict=True)
     return builder
 
 
-def add_eval_args(parser: argparse.ArgumentParser) -> None:
-    """PaddleSeg's evaluation flags plus --eval_scale for the paper's Seg50/Seg75 protocol."""
-    parser.add_argument("--aug_eval", action="store_true", help="multi-scale and/or flip")
-    parser.add_argument("--scales", nargs="+", type=float, default=[1.0])
+def add_eval_args(
+    parser: argparse.ArgumentParser, aug_flags: Sequence[str] = ("--aug_eval",)
+) -> None:
+    """PaddleSeg's evaluation flags plus --eval_scale for the paper's Seg50/Seg75 protocol.
+
+    As in PaddleSeg, ``--scales`` and the flips apply only with the augmentation switch
+    (``--aug_eval`` in val, ``--aug_pred`` in predict), the window only with ``--is_slide``.
+    """
+    parser.add_argument(
+        *aug_flags, dest="aug_eval", action="store_true",
+        help="multi-scale (--scales) and/or flip (--flip_horizontal/--flip_vertical)",
+    )  # fmt: skip
+    parser.add_argument("--scales", nargs="+", type=float, default=None, help="default: 1.0")
     parser.add_argument("--flip_horizontal", action="store_true")
     parser.add_argument("--flip_vertical", action="store_true")
     parser.add_argument("--is_slide", action="store_true", help="sliding-window inference")
@@ -77,8 +133,19 @@ def eval_kwargs(args: argparse.Namespace, test_config: Optional[Dict[str, Any]] 
     """Evaluation options: the config's ``test_config`` overridden by explicit flags."""
     kw: Dict[str, Any] = dict(test_config or {})
     if args.aug_eval:
-        kw.update(aug_eval=True, scales=list(args.scales), flip_horizontal=args.flip_horizontal,
-                  flip_vertical=args.flip_vertical)  # fmt: skip
+        kw.update(
+            aug_eval=True,
+            scales=list(args.scales or [1.0]),
+            flip_horizontal=args.flip_horizontal,
+            flip_vertical=args.flip_vertical,
+        )
+    elif args.scales is not None or args.flip_horizontal or args.flip_vertical:
+        logger.warning(
+            "--scales/--flip_horizontal/--flip_vertical are ignored without the augmentation "
+            "switch (--aug_eval in val.py, --aug_pred in predict.py), as in PaddleSeg"
+        )
+    if not args.is_slide and (args.crop_size or args.stride):
+        logger.warning("--crop_size/--stride are ignored without --is_slide, as in PaddleSeg")
     if args.is_slide:
         if not (args.crop_size and args.stride):
             raise SystemExit("--is_slide needs --crop_size W H and --stride W H")
@@ -118,3 +185,82 @@ def set_device(device: Optional[str]) -> str:
 
 def opts_list(opts: Optional[List[str]]) -> List[str]:
     return list(opts) if opts else []
+
+
+def parse_custom_color(colors: Optional[Sequence[int]]) -> Optional[np.ndarray]:
+    """PaddleSeg's ``--custom_color R G B R G B ...`` as (n, 3) uint8 rows (None if not given);
+    a count that is not a multiple of 3, or a value outside 0..255, is a one-line error."""
+    if not colors:
+        return None
+    if len(colors) % 3:
+        raise SystemExit(
+            f"--custom_color takes R G B per class (a multiple of 3 numbers), got {len(colors)}: "
+            f"{' '.join(map(str, colors))}"
+        )
+    bad = [c for c in colors if not 0 <= c <= 255]
+    if bad:
+        raise SystemExit(f"--custom_color values must be in 0..255, got {bad[0]}")
+    return np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+
+
+def custom_palette(palette: np.ndarray, rows: Optional[np.ndarray]) -> np.ndarray:
+    """Class i gets ``rows[i]`` (from :func:`parse_custom_color`), the other classes keep
+    ``palette``'s colours, as PaddleSeg does with ``--custom_color``."""
+    if rows is None or not len(rows):
+        return palette
+    out = np.array(palette, dtype=np.uint8, copy=True)
+    if len(out) < len(rows):
+        out = np.concatenate([out, np.zeros((len(rows) - len(out), 3), np.uint8)])
+    out[: len(rows)] = rows
+    return out
+
+
+def prediction_palette(
+    num_classes: int, dataset: Optional[str], spec: Any, rows: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """The palette of ``--palette`` (or the config's / dataset's), then ``--custom_color``."""
+    try:
+        palette = palette_for(num_classes, dataset, spec)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"--palette {spec}: {one_line(err)}") from None
+    return custom_palette(palette, rows)
+
+
+def resolve_output_op(args: argparse.Namespace) -> str:
+    """``--output_op``, or PaddleSeg's ``--without_argmax`` / ``--with_softmax``.
+
+    As PaddleSeg's export: softmax (if asked) is applied first, then argmax unless
+    ``--without_argmax``; so ``--with_softmax`` alone still exports argmax class ids.
+    """
+    legacy = "argmax"
+    if args.without_argmax:
+        legacy = "softmax" if args.with_softmax else "none"
+    if args.output_op is None:
+        if args.with_softmax and not args.without_argmax:
+            logger.info("--with_softmax without --without_argmax: softmax then argmax, i.e. "
+                        "class ids (add --without_argmax for probabilities)")  # fmt: skip
+        return legacy
+    if (args.without_argmax or args.with_softmax) and args.output_op != legacy:
+        raise SystemExit(
+            f"--output_op {args.output_op} contradicts --without_argmax/--with_softmax "
+            f"(which mean --output_op {legacy}); give one of them"
+        )
+    return args.output_op
+
+
+def log_eval_result(result: Any, class_names: Optional[Sequence[str]] = None) -> None:
+    """The per-class table, the summary line, and PaddleSeg 2.8's mIoU beside ours."""
+    logger.info("[EVAL] Class IoU:\n%s", result.metrics.format_table(class_names))
+    logger.info("[EVAL] %s", result.summary())
+    logger.info("[EVAL] %s", miou_comparison(result.metrics))
+
+
+def miou_comparison(metrics: Any) -> str:
+    """Our mIoU (over present classes) and PaddleSeg's (absent classes count as 0)."""
+    iou = np.asarray(metrics.class_iou, dtype=np.float64)
+    absent = int(np.isnan(iou).sum())
+    return (
+        f"mIoU: {metrics.miou:.4f} over the {len(iou) - absent} classes present; "
+        f"PaddleSeg 2.8 mIoU: {metrics.miou_paddleseg:.4f} (counts the {absent} absent "
+        "classes as IoU 0)"
+    )

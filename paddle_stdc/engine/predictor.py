@@ -4,6 +4,9 @@ Writes, like PaddleSeg's ``tools/predict.py``::
 
     save_dir/pseudo_color_prediction/<name>.png   palette PNG of class ids
     save_dir/added_prediction/<name>.jpg          colour mask blended over the image
+
+``<name>`` is :func:`deploy.images.output_names`'s: the image's path relative to the images'
+common folder, so subfolders are kept and two images never share an output.
 """
 
 from __future__ import annotations
@@ -19,25 +22,11 @@ import paddle.nn as nn
 from paddleseg.transforms import Compose
 from PIL import Image
 
+from deploy.images import list_images, output_names  # noqa: F401  (list_images: re-export)
 from paddle_stdc.engine.inference import EvalProtocol, infer_logits
 from paddle_stdc.utils.visualize import colorize, overlay
 
 logger = logging.getLogger("paddle_stdc")
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def list_images(path: str | Path) -> List[Path]:
-    """An image file, or every image under a folder (recursively), sorted."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise FileNotFoundError(f"--image_path {path} is neither an image file nor a folder")
-    images = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {path}")
-    return images
 
 
 def predict_mask(
@@ -55,11 +44,10 @@ def predict_mask(
 
 
 def save_prediction(
-    mask: np.ndarray, image_path: Path, save_dir: Path, palette: np.ndarray, rel_name: str
+    mask: np.ndarray, image_path: Path, save_dir: Path, palette: np.ndarray, stem: str
 ) -> None:
-    """Write the palette PNG and the overlay for one image."""
+    """Write the palette PNG and the overlay for one image (``stem``: relative, no suffix)."""
     color_dir, added_dir = save_dir / "pseudo_color_prediction", save_dir / "added_prediction"
-    stem = Path(rel_name).with_suffix("")
     (color_dir / stem).parent.mkdir(parents=True, exist_ok=True)
     (added_dir / stem).parent.mkdir(parents=True, exist_ok=True)
     pil = Image.fromarray(mask, mode="P")
@@ -76,18 +64,20 @@ def predict(
     image_paths: Iterable[Path],
     save_dir: str | Path,
     palette: np.ndarray,
-    image_root: Optional[Path] = None,
     protocol: Optional[EvalProtocol] = None,
 ) -> List[Path]:
-    """Predict every image and write its masks under ``save_dir``; returns the PNG paths."""
+    """Predict every image and write its masks under ``save_dir``; returns the PNG paths.
+
+    Output names come from :func:`deploy.images.output_names` (subfolders kept, distinct).
+    """
     model.eval()
     compose = Compose(list(transforms))
     save_dir = Path(save_dir)
     written = []
-    for path in image_paths:
-        rel = str(path.relative_to(image_root)) if image_root else path.name
+    for path, name in output_names([Path(p) for p in image_paths]).items():
         mask = predict_mask(model, compose, path, protocol)
-        save_prediction(mask, path, save_dir, palette, rel)
-        written.append(save_dir / "pseudo_color_prediction" / Path(rel).with_suffix(".png"))
-    logger.info("Predicted %d images; results in %s", len(written), save_dir)
+        save_prediction(mask, path, save_dir, palette, name)
+        written.append(save_dir / "pseudo_color_prediction" / f"{name}.png")
+    how = protocol.describe() if protocol is not None else "full resolution"
+    logger.info("Predicted %d images (%s); results in %s", len(written), how, save_dir)
     return written

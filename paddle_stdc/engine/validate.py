@@ -5,8 +5,11 @@ into :class:`ConfigError` by :func:`paddle_stdc.engine.config.load_config`. Beyo
 PaddleSeg accepts a misspelled top-level key silently (``iter: 1000`` trains for the base
 config's ``iters``), reports a ``num_classes`` mismatch as a bare assertion (and not at all
 for the file-list ``Dataset``), and finds a loss list of the wrong length only in the first
-step. :func:`validate_config` checks the merged YAML; :func:`check_loss_count` checks the
-built model's training outputs against ``loss.types`` and ``loss.coef``.
+step. :func:`validate_config` checks the merged YAML -- top-level keys, every component's
+``type`` and keys (model, backbone, datasets, transforms, each ``loss.types`` entry and the
+losses inside a ``MixedLoss``), ``optimizer`` and ``lr_scheduler`` -- suggesting the closest
+name ("did you mean"); :func:`check_loss_count` checks the built model's training outputs
+against ``loss.types`` and ``loss.coef``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import inspect
 import typing
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import paddle
 import paddle.nn as nn
 from paddleseg.cvlibs import Config, manager
 
@@ -27,6 +31,12 @@ TOP_LEVEL_KEYS = frozenset({
 })  # fmt: skip
 _MANAGERS = (manager.MODELS, manager.BACKBONES, manager.DATASETS, manager.TRANSFORMS,
              manager.LOSSES)  # fmt: skip
+#: Keys of the ``loss`` section; PaddleSeg's builder reads these two.
+LOSS_KEYS = ("types", "coef")
+#: Lower-case optimizer names PaddleSeg 2.8's builder accepts for compatibility.
+OPTIMIZER_ALIASES = {"sgd": "SGD", "adam": "Adam"}
+#: lr_scheduler keys PaddleSeg's builder consumes itself (a LinearWarmup around the schedule).
+WARMUP_KEYS = ("warmup_iters", "warmup_start_lr")
 
 
 class ConfigError(ValueError):
@@ -38,31 +48,40 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
     return f" -- did you mean {close[0]!r}?" if close else ""
 
 
-def _component_class(type_name: str, where: str) -> Any:
+def _component_class(type_name: str, where: str, registry: Any = None) -> Any:
+    """The registered class of ``type_name``; suggestions come from ``registry`` if given."""
     for mgr in _MANAGERS:
         if type_name in mgr.components_dict:
             return mgr.components_dict[type_name]
-    known = sorted({n for m in _MANAGERS for n in m.components_dict})
+    pool = [registry] if registry is not None else _MANAGERS
+    known = sorted({n for m in pool for n in m.components_dict})
     raise ConfigError(f"{where}.type: unknown component {type_name!r}{_suggest(type_name, known)}")
 
 
-def _components(dic: Dict[str, Any]) -> Iterator[Tuple[str, Dict[str, Any]]]:
-    """(key path, component dict) for model, backbone, datasets, transforms and losses."""
+def _losses(where: str, types: Any) -> Iterator[Tuple[str, Dict[str, Any], Any]]:
+    """Every loss entry, including the ``losses`` inside a ``MixedLoss``."""
+    for i, loss in enumerate(types if isinstance(types, list) else []):
+        if isinstance(loss, dict):
+            yield f"{where}[{i}]", loss, manager.LOSSES
+            yield from _losses(f"{where}[{i}].losses", loss.get("losses"))
+
+
+def _components(dic: Dict[str, Any]) -> Iterator[Tuple[str, Dict[str, Any], Any]]:
+    """(key path, component dict, registry) for model, backbone, datasets, transforms and
+    losses."""
     model = dic.get("model")
     if isinstance(model, dict):
-        yield "model", model
+        yield "model", model, manager.MODELS
         if isinstance(model.get("backbone"), dict):
-            yield "model.backbone", model["backbone"]
+            yield "model.backbone", model["backbone"], manager.BACKBONES
     for split in ("train_dataset", "val_dataset", "test_dataset"):
         dataset = dic.get(split)
         if isinstance(dataset, dict):
-            yield split, dataset
+            yield split, dataset, manager.DATASETS
             for i, t in enumerate(dataset.get("transforms") or []):
                 if isinstance(t, dict):
-                    yield f"{split}.transforms[{i}]", t
-    for i, loss in enumerate((dic.get("loss") or {}).get("types") or []):
-        if isinstance(loss, dict):
-            yield f"loss.types[{i}]", loss
+                    yield f"{split}.transforms[{i}]", t, manager.TRANSFORMS
+    yield from _losses("loss.types", (dic.get("loss") or {}).get("types"))
 
 
 def _parameters(obj: Any) -> Optional[Dict[str, inspect.Parameter]]:
@@ -84,20 +103,89 @@ def _parameters(obj: Any) -> Optional[Dict[str, inspect.Parameter]]:
     return None
 
 
-def _check_keys(where: str, comp: Dict[str, Any]) -> None:
-    if "type" not in comp:
-        raise ConfigError(f"{where}: no `type` key; name the component class")
-    params = _parameters(_component_class(comp["type"], where))
+def _check_arguments(where: str, comp: Dict[str, Any], cls: Any, extra: Sequence[str]) -> None:
+    """Every key but ``type`` must be an argument of ``cls`` (or one of ``extra``)."""
+    params = _parameters(cls)
     if params is None:
         return
-    accepted = [name for name in params if name not in ("self", "args")]
-    accepted += ["pretrained"]  # loaded by the Builder after building, not by a constructor
+    accepted = [
+        n for n, p in params.items() if n not in ("self", "args") and p.kind != p.VAR_POSITIONAL
+    ]
+    accepted += list(extra)
     for key in comp:
         if key != "type" and key not in accepted:
             raise ConfigError(
                 f"{where}.{key}: {comp['type']} takes no argument {key!r}"
                 f"{_suggest(key, accepted)} (it takes: {', '.join(accepted)})"
             )
+
+
+def _check_keys(where: str, comp: Dict[str, Any], registry: Any = None) -> None:
+    if "type" not in comp:
+        raise ConfigError(f"{where}: no `type` key; name the component class")
+    cls = _component_class(comp["type"], where, registry)
+    # `pretrained` is loaded by the Builder after building, not by a constructor
+    _check_arguments(where, comp, cls, ["pretrained"])
+
+
+def _check_loss_section(loss: Any) -> None:
+    if not isinstance(loss, dict):
+        raise ConfigError(f"loss must be a mapping with {' and '.join(LOSS_KEYS)}, got {loss!r}")
+    for key in loss:
+        if key not in LOSS_KEYS:
+            raise ConfigError(
+                f"loss.{key}: unknown key{_suggest(key, LOSS_KEYS)} "
+                f"(the loss section takes: {', '.join(LOSS_KEYS)})"
+            )
+
+
+def _check_optimizer(opt: Any) -> None:
+    """``optimizer.type`` must name a registered optimizer and every key one of its arguments;
+    ``SGD`` with ``momentum`` is ``Momentum``, as in PaddleSeg."""
+    if not isinstance(opt, dict) or "type" not in opt:
+        raise ConfigError("optimizer: no `type` key; name the optimizer, e.g. type: SGD")
+    registry = manager.OPTIMIZERS.components_dict
+    name = OPTIMIZER_ALIASES.get(opt["type"], opt["type"])
+    if name not in registry:
+        known = sorted(registry) + sorted(OPTIMIZER_ALIASES)
+        raise ConfigError(
+            f"optimizer.type: unknown optimizer {opt['type']!r}{_suggest(str(name), known)} "
+            f"(known: {', '.join(sorted(registry))})"
+        )
+    if name == "SGD" and "momentum" in opt:
+        name = "Momentum"
+    _check_arguments("optimizer", opt, registry[name], [])
+
+
+def _schedulers() -> Dict[str, Any]:
+    lr = paddle.optimizer.lr
+    classes = {n: getattr(lr, n) for n in dir(lr) if inspect.isclass(getattr(lr, n))}
+    return {
+        n: c for n, c in classes.items() if issubclass(c, lr.LRScheduler) and n != "LRScheduler"
+    }
+
+
+def _check_lr_scheduler(sched: Any) -> None:
+    """``lr_scheduler.type`` names a ``paddle.optimizer.lr`` schedule, every key is one of its
+    arguments or PaddleSeg's warmup keys, and its required arguments are given."""
+    if not isinstance(sched, dict) or "type" not in sched:
+        raise ConfigError("lr_scheduler: no `type` key; name the schedule, e.g. PolynomialDecay")
+    known = _schedulers()
+    name = sched["type"]
+    if name not in known:
+        raise ConfigError(
+            f"lr_scheduler.type: unknown schedule {name!r}{_suggest(str(name), sorted(known))} "
+            f"(paddle.optimizer.lr has: {', '.join(sorted(known))})"
+        )
+    _check_arguments("lr_scheduler", sched, known[name], WARMUP_KEYS)
+    if ("warmup_iters" in sched) != ("warmup_start_lr" in sched):
+        raise ConfigError("lr_scheduler: warmup needs both warmup_iters and warmup_start_lr")
+    filled = {"decay_steps"} if name == "PolynomialDecay" else set()  # PaddleSeg sets it
+    params = _parameters(known[name]) or {}
+    for arg, param in params.items():
+        needed = param.default is param.empty and param.kind == param.POSITIONAL_OR_KEYWORD
+        if needed and arg not in ("self", *filled) and arg not in sched:
+            raise ConfigError(f"lr_scheduler: {name} needs `{arg}`; add lr_scheduler.{arg}")
 
 
 def _dataset_classes(dataset: Dict[str, Any]) -> Optional[int]:
@@ -109,7 +197,10 @@ def _dataset_classes(dataset: Dict[str, Any]) -> Optional[int]:
 
 
 def validate_config(cfg: Config, for_training: bool = True) -> None:
-    """Raise :class:`ConfigError` for unknown keys, class-count or loss-list mistakes."""
+    """Raise :class:`ConfigError` for unknown keys, class-count or loss-list mistakes.
+
+    Every section present is checked; ``for_training`` also requires the training sections.
+    """
     dic = cfg.dic
     for key in dic:
         if key not in TOP_LEVEL_KEYS:
@@ -117,12 +208,19 @@ def validate_config(cfg: Config, for_training: bool = True) -> None:
                 f"unknown top-level key {key!r}{_suggest(key, sorted(TOP_LEVEL_KEYS))}; "
                 f"known keys: {', '.join(sorted(k for k in TOP_LEVEL_KEYS if k[0] != '_'))}"
             )
-    required = ("model", "train_dataset", "loss", "optimizer", "iters", "batch_size")
+    required = ("model", "train_dataset", "loss", "optimizer", "lr_scheduler", "iters",
+                "batch_size")  # fmt: skip
     for key in required if for_training else ("model",):
         if dic.get(key) in (None, {}, []):
             raise ConfigError(f"the config has no `{key}`; add it (or inherit it with _base_)")
-    for where, comp in _components(dic):
-        _check_keys(where, comp)
+    if dic.get("loss") not in (None, {}):
+        _check_loss_section(dic["loss"])
+    for where, comp, registry in _components(dic):
+        _check_keys(where, comp, registry)
+    if dic.get("optimizer") not in (None, {}):
+        _check_optimizer(dic["optimizer"])
+    if dic.get("lr_scheduler") not in (None, {}):
+        _check_lr_scheduler(dic["lr_scheduler"])
     model_classes = (dic.get("model") or {}).get("num_classes")
     for split in ("train_dataset", "val_dataset"):
         dataset = dic.get(split)
