@@ -266,7 +266,7 @@ class BGA(nn.Layer):
         return self.conv(detail_keep * semantic_gate + self._resize(low, detail_keep))
 
 
-class SegHead(nn.Layer):
+class BiSeNetV2Head(nn.Layer):
     """3x3 ConvBNReLU + dropout 0.1, then a 1x1 classifier (PaddleSeg's BiSeNetV2 head):
     (N, C_in, H, W) -> (N, K, H, W), or (N, K, sH, sW) with ``upsample`` s.
 
@@ -351,9 +351,9 @@ class BiSeNetV2(nn.Layer):
         if len(aux_channels) != 4:
             raise ValueError(f"aux_channels needs 4 entries (strides 4..32), got {aux_channels}")
         for i, (cin, widths) in enumerate(zip(sb_channels, aux_channels), start=1):
-            head = SegHead(cin, tuple(widths), num_classes, aux_upsample)
+            head = BiSeNetV2Head(cin, tuple(widths), num_classes, aux_upsample)
             setattr(self, f"aux_head{i}", head)
-        self.head = SegHead(128, (head_channels,), num_classes)
+        self.head = BiSeNetV2Head(128, (head_channels,), num_classes)
         init_conv_bn(self)
 
     def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:

@@ -21,25 +21,15 @@ def init_conv_bn(model: nn.Layer) -> None:
             nn.initializer.Constant(0.0)(layer.bias)
 
 
-def nonneg(x: paddle.Tensor) -> paddle.Tensor:
-    """Mark ``x`` (known to be >= 0) for export: the identity, written as ReLU in static graphs.
+class NonNeg(nn.Identity):
+    """The identity, on a tensor that is >= 0 by construction (a ReLU output, sums of such, or
+    their products with a sigmoid).
 
-    ReLU is the identity on non-negative values, so the exported network computes the same
-    numbers; but Paddle Inference's oneDNN passes fuse "conv/multiply/add -> relu" into one
-    oneDNN kernel, while the bare op runs on Paddle's native CPU kernel, which is several
-    times slower for broadcasting elementwise ops and depthwise convs (see
-    ``tools/benchmark.py``). Dygraph (training, evaluation) returns ``x`` unchanged.
+    It names the fact for :func:`paddle_stdc.export.prepare_for_export`, which replaces it by a
+    ReLU (the identity on these values): Paddle Inference's oneDNN passes fuse "conv / multiply
+    / add -> relu" into one oneDNN kernel, while the bare op runs on Paddle's several times
+    slower native CPU kernel (see ``tools/benchmark.py``).
     """
-    return x if paddle.in_dynamic_mode() else F.relu(x)
-
-
-def norm_layer(num_features: int) -> nn.Layer:
-    """BatchNorm that becomes SyncBatchNorm when training data-parallel on GPU.
-
-    ``SyncBatchNorm`` has no CPU kernel, so on CPU (or single process) plain BN is used;
-    the trainer converts the model with ``convert_sync_batchnorm`` when it applies.
-    """
-    return nn.BatchNorm2D(num_features)
 
 
 class ConvBNReLU(nn.Layer):
@@ -70,7 +60,7 @@ class ConvBNReLU(nn.Layer):
             groups=groups,
             bias_attr=None if bias else False,
         )
-        self._batch_norm = norm_layer(out_channels)
+        self._batch_norm = nn.BatchNorm2D(out_channels)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return F.relu(self._batch_norm(self._conv(x)))
@@ -130,12 +120,13 @@ class AttentionRefinementModule(nn.Layer):
         self.conv = ConvBNReLU(in_channels, out_channels, 3)
         self.conv_atten = nn.Conv2D(out_channels, out_channels, kernel_size=1)
         self.bn_atten = nn.BatchNorm2D(out_channels)
+        self.gated = NonNeg()  # ReLU output times a sigmoid
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         feat = self.conv(x)
         atten = global_avg_pool(feat)
         atten = F.sigmoid(self.bn_atten(self.conv_atten(atten)))
-        return nonneg(feat * atten)  # ReLU output times a sigmoid
+        return self.gated(feat * atten)
 
 
 class FeatureFusionModule(nn.Layer):
@@ -146,12 +137,14 @@ class FeatureFusionModule(nn.Layer):
         self.convblk = ConvBNReLU(in_channels, out_channels, 1)
         self.conv1 = nn.Conv2D(out_channels, out_channels // 4, kernel_size=1)
         self.conv2 = nn.Conv2D(out_channels // 4, out_channels, kernel_size=1)
+        self.gated = NonNeg()  # ReLU output times a sigmoid
+        self.fused = NonNeg()  # ... plus the ReLU output
 
     def forward(self, fsp: paddle.Tensor, fcp: paddle.Tensor) -> paddle.Tensor:
         feat = self.convblk(paddle.concat([fsp, fcp], axis=1))
         atten = global_avg_pool(feat)
         atten = F.sigmoid(self.conv2(F.relu(self.conv1(atten))))
-        return nonneg(nonneg(feat * atten) + feat)  # ReLU output times a sigmoid, plus itself
+        return self.fused(self.gated(feat * atten) + feat)
 
 
 def global_avg_pool(x: paddle.Tensor) -> paddle.Tensor:

@@ -25,9 +25,9 @@ from paddle_stdc.models.layers import (
     AttentionRefinementModule,
     ConvBNReLU,
     FeatureFusionModule,
+    NonNeg,
     SegHead,
     global_avg_pool,
-    nonneg,
     resize_to,
 )
 from paddle_stdc.registry import register_model, register_variant
@@ -49,14 +49,16 @@ class ContextPath(nn.Layer):
         self.conv_head32 = ConvBNReLU(128, 128, 3)
         self.conv_head16 = ConvBNReLU(128, 128, 3)
         self.conv_avg = ConvBNReLU(c32, 128, 1)
+        self.sum32 = NonNeg()  # sums of ReLU outputs
+        self.sum16 = NonNeg()
 
     def forward(self, x: paddle.Tensor) -> Tuple[paddle.Tensor, ...]:
         feat2, feat4, feat8, feat16, feat32 = self.backbone(x)
         context = self.conv_avg(global_avg_pool(feat32))
-        # Sums of ReLU outputs (nonneg: see layers.nonneg); broadcast == nearest upsampling of 1x1.
-        feat32_sum = nonneg(self.arm32(feat32) + context)
+        # broadcasting the 1x1 context == its nearest upsampling
+        feat32_sum = self.sum32(self.arm32(feat32) + context)
         feat32_up = self.conv_head32(resize_to(feat32_sum, feat16.shape[2:], "nearest"))
-        feat16_sum = nonneg(self.arm16(feat16) + feat32_up)
+        feat16_sum = self.sum16(self.arm16(feat16) + feat32_up)
         feat16_up = self.conv_head16(resize_to(feat16_sum, feat8.shape[2:], "nearest"))
         return feat2, feat4, feat8, feat16, feat16_up, feat32_up
 
@@ -98,6 +100,10 @@ class STDCSeg(nn.Layer):
         # (stride, feature index in ContextPath output, head) in PaddleSeg's output order.
         flags = {2: use_boundary_2, 4: use_boundary_4, 8: use_boundary_8, 16: use_boundary_16}
         self.detail_strides = [s for s in (2, 4, 8, 16) if flags[s]]
+        #: names of the training outputs, in order; one loss per output
+        self.train_output_names = ("seg", "aux8", "aux16") + tuple(
+            f"detail{s}" for s in self.detail_strides
+        )
         for stride, enabled in flags.items():
             if not enabled:
                 for param in self._detail_head(stride).parameters():
@@ -105,11 +111,6 @@ class STDCSeg(nn.Layer):
 
     def _detail_head(self, stride: int) -> SegHead:
         return getattr(self, f"conv_out_sp{stride}")
-
-    @property
-    def train_output_names(self) -> List[str]:
-        """Names of the training outputs, in order; one loss per output."""
-        return ["seg", "aux8", "aux16"] + [f"detail{s}" for s in self.detail_strides]
 
     def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
         size = x.shape[2:]

@@ -17,11 +17,11 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from paddle_stdc.models.layers import init_conv_bn, nonneg
+from paddle_stdc.models.layers import init_conv_bn
 from paddle_stdc.registry import register_backbone
 
 
-def avg_pool_3x3_s2(x: paddle.Tensor, count_pad: bool = False) -> paddle.Tensor:
+class AvgPool3x3S2(nn.Layer):
     """3x3/2 average pooling with padding 1 of (N, C, H, W) ``x`` >= 0 (a ReLU output).
 
     ``count_pad=False`` (PaddleSeg) divides by the real cells only (``exclusive=True``);
@@ -29,32 +29,30 @@ def avg_pool_3x3_s2(x: paddle.Tensor, count_pad: bool = False) -> paddle.Tensor:
     ``AvgPool2d(3, 2, 1)`` does by default (official STDC-Seg, mmsegmentation): the edge rows
     and columns differ, and the global context spreads that to every pixel.
 
-    Written as a depthwise box-filter conv divided by the per-position count of real cells
-    (the same values as ``F.avg_pool2d``), a conv in Paddle Inference, whose CPU pool2d kernel
-    took ~24 ms per call on STDC-Seg at 512x1024. Exported graphs use a 1/9 box times the
-    reciprocal count instead, both marked :func:`nonneg` so they fuse into oneDNN kernels
-    (unfused conv + divide ~18 ms, fused ~5 ms); dygraph keeps the sum / count form so
-    training numerics do not change.
+    Written as a depthwise box-filter conv (divided by the per-position count of real cells):
+    the same values as ``F.avg_pool2d``, but a conv in Paddle Inference, whose CPU pool2d
+    kernel took ~24 ms per call on STDC-Seg at 512x1024.
+    :func:`paddle_stdc.export.prepare_for_export` swaps in a form that fuses into oneDNN.
     """
-    channels = x.shape[1]
-    if count_pad:
-        box = paddle.full([channels, 1, 3, 3], 1.0 / 9.0, dtype=x.dtype)
-        return nonneg(F.conv2d(x, box, stride=2, padding=1, groups=channels))
-    ones = paddle.ones_like(x[:, :1])
-    if paddle.in_dynamic_mode():
+
+    def __init__(self, count_pad: bool = False) -> None:
+        super().__init__()
+        self.count_pad = count_pad
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        channels = x.shape[1]
+        if self.count_pad:
+            box = paddle.full([channels, 1, 3, 3], 1.0 / 9.0, dtype=x.dtype)
+            return F.conv2d(x, box, stride=2, padding=1, groups=channels)
         total = F.conv2d(x, paddle.ones([channels, 1, 3, 3], dtype=x.dtype), stride=2, padding=1,
                          groups=channels)  # fmt: skip
+        ones = paddle.ones_like(x[:, :1])
         count = F.conv2d(ones, paddle.ones([1, 1, 3, 3], dtype=x.dtype), stride=2, padding=1)
         return total / count
-    mean9 = F.conv2d(x, paddle.full([channels, 1, 3, 3], 1.0 / 9.0), stride=2, padding=1,
-                     groups=channels)  # fmt: skip
-    count9 = F.conv2d(ones, paddle.full([1, 1, 3, 3], 1.0 / 9.0), stride=2, padding=1)
-    # reciprocal-then-multiply: oneDNN fuses "multiply -> relu" but not "divide -> relu".
-    return nonneg(paddle.reciprocal(count9) * nonneg(mean9))
 
 
-class ConvBNRelu(nn.Layer):
-    """Bias-free conv -> BN -> ReLU with PaddleSeg's STDC names (``conv``, ``bn``)."""
+class ConvX(nn.Layer):
+    """STDCNet's ConvX: bias-free conv -> BN -> ReLU, with PaddleSeg's names (``conv``, ``bn``)."""
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1, lr: float = 1.0
@@ -82,7 +80,7 @@ class CatBottleneck(nn.Layer):
     With ``block_num`` = 4 and ``out_channels`` = C the branch widths are C/2, C/4, C/8, C/8.
     A stride-2 module downsamples the first branch with a depthwise 3x3 conv (``avd_layer``)
     before the chain and with 3x3 average pooling on the skip to the concat (``pool_count_pad``:
-    see :func:`avg_pool_3x3_s2`).
+    see :class:`AvgPool3x3S2`).
     """
 
     def __init__(
@@ -98,7 +96,6 @@ class CatBottleneck(nn.Layer):
         if block_num < 2:
             raise ValueError(f"block_num must be >= 2, got {block_num}")
         self.stride = stride
-        self.pool_count_pad = pool_count_pad
         half = out_channels // 2
         if stride == 2:
             attr = paddle.ParamAttr(learning_rate=lr)
@@ -115,11 +112,12 @@ class CatBottleneck(nn.Layer):
                 ),
                 nn.BatchNorm2D(half, weight_attr=attr, bias_attr=attr),
             )
-        self.conv_list = nn.LayerList([ConvBNRelu(in_channels, half, kernel=1, lr=lr)])
+            self.skip_pool = AvgPool3x3S2(pool_count_pad)
+        self.conv_list = nn.LayerList([ConvX(in_channels, half, kernel=1, lr=lr)])
         for k in range(1, block_num):
             width_in = out_channels // 2**k
             width_out = out_channels // 2 ** (k + 1) if k < block_num - 1 else width_in
-            self.conv_list.append(ConvBNRelu(width_in, width_out, lr=lr))
+            self.conv_list.append(ConvX(width_in, width_out, lr=lr))
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         first = self.conv_list[0](x)
@@ -129,7 +127,7 @@ class CatBottleneck(nn.Layer):
             out = conv(out)
             branches.append(out)
         if self.stride == 2:
-            first = avg_pool_3x3_s2(first, self.pool_count_pad)
+            first = self.skip_pool(first)
         return paddle.concat([first, *branches], axis=1)
 
 
@@ -162,8 +160,8 @@ class STDCNet(nn.Layer):
         self.feat_channels = [base // 2, base, base * 4, base * 8, base * 16]
         lr = relative_lr
         blocks: List[nn.Layer] = [
-            ConvBNRelu(in_channels, base // 2, 3, 2, lr),
-            ConvBNRelu(base // 2, base, 3, 2, lr),
+            ConvX(in_channels, base // 2, 3, 2, lr),
+            ConvX(base // 2, base, 3, 2, lr),
         ]
         width = base
         for stage, depth in enumerate(self.layers):
