@@ -131,6 +131,7 @@ def test_prepare_cityscapes_reports_a_bad_file_and_goes_on(tmp_path):
         prepare.prepare_cityscapes(tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_prepare_cityscapes_tool(tmp_path):
     root = _make_cityscapes(tmp_path / "cs")
     first = _tool("prepare_cityscapes.py", "--root", str(root), "--workers", "2")

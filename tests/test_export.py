@@ -33,6 +33,7 @@ def _dygraph_argmax(model, x: np.ndarray) -> np.ndarray:
         return paddle.argmax(model(paddle.to_tensor(x))[0], axis=1).numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", paddle_stdc.list_models())
 def test_paddle_inference_agrees_with_dygraph(name, tmp_path):
     paddle.seed(0)
@@ -48,6 +49,7 @@ def test_paddle_inference_agrees_with_dygraph(name, tmp_path):
         assert (got == expected).mean() >= 0.999, f"mkldnn={mkldnn}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", paddle_stdc.list_models())
 def test_onnx_agrees_with_paddle(name, tmp_path):
     paddle.seed(0)
@@ -80,6 +82,7 @@ def test_failed_onnx_conversion_is_an_error_and_keeps_the_paddle_export(tmp_path
     assert not (tmp_path / "model.onnx").exists()
 
 
+@pytest.mark.slow
 def test_onnx_that_disagrees_with_paddle_is_refused(tmp_path, monkeypatch):
     """export_model runs ONNX Runtime against Paddle: a conversion of other weights fails."""
     import paddle_stdc.export as export
@@ -112,6 +115,7 @@ def test_softmax_output_and_fixed_shape(tmp_path):
     np.testing.assert_allclose(prob.sum(axis=1), 1.0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_deploy_yaml_schema_and_errors(tmp_path):
     paddle.seed(0)
     model = paddle_stdc.create_model("bisenetv2", num_classes=4)

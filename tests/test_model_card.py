@@ -10,6 +10,7 @@ from paddle_stdc.model_card import MARK_BEGIN, gmacs, model_card_rows, render_ta
 from .conftest import ROOT
 
 
+@pytest.mark.slow
 def test_readme_model_card_is_up_to_date():
     rows = model_card_rows()
     assert {r.name for r in rows} == set(paddle_stdc.list_models())
@@ -19,6 +20,7 @@ def test_readme_model_card_is_up_to_date():
     assert table in readme, "README model card is stale: run `python tools/model_card.py`"
 
 
+@pytest.mark.slow
 def test_bisenetv1_r18_is_output_stride_32_cheap():
     # PaddleSeg's output-stride-8 BiseNetV1-R18 costs about 113 GMACs at 512x1024.
     cost = gmacs(paddle_stdc.create_model("bisenetv1_r18", num_classes=19))

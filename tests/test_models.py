@@ -11,7 +11,11 @@ from paddle_stdc.engine.config import Builder, load_config
 
 from .conftest import all_configs
 
-MODELS = paddle_stdc.list_models()
+# ResNet-50 cases take seconds each: the slow tier
+MODELS = [
+    pytest.param(name, marks=pytest.mark.slow) if name.endswith("r50") else name
+    for name in paddle_stdc.list_models()
+]
 
 
 def test_registry_is_populated():

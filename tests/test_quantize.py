@@ -32,6 +32,7 @@ def onnx_export(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_int8_model_is_written_registered_and_close_to_fp32(onnx_export, synthetic_root):
     out = quantize_int8(onnx_export, _images(synthetic_root), method="minmax")
     assert out.is_file() and out.name == "model_int8.onnx"
@@ -70,6 +71,7 @@ def test_quantize_errors_name_the_problem(tmp_path, synthetic_root):
         load_deploy_config(tmp_path)
 
 
+@pytest.mark.slow
 def test_bad_calibration_image_is_named(onnx_export, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")

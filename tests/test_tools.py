@@ -49,6 +49,7 @@ def test_train_val_predict_cli(tmp_path, synthetic_root):
     assert len(list((tmp_path / "pred" / "added_prediction").rglob("*.jpg"))) == 2
 
 
+@pytest.mark.slow
 def test_train_reports_a_bad_override_key(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "train.py"), "--config",

@@ -261,6 +261,7 @@ def test_float_image_out_of_8bit_range_stays_float():
     assert T.to_uint8(np.array([[0.4, 254.6]], np.float32)).tolist() == [[0, 255]]
 
 
+@pytest.mark.slow
 def test_pipeline_benchmark_runs_and_readme_has_its_table():
     import subprocess
     import sys
