@@ -129,3 +129,52 @@ def test_old_train_state_without_ema_fields_still_loads(tmp_path):
     (path / "train_state.json").write_text(json.dumps(old))
     state = ckpt.load_checkpoint(path, model, opt)
     assert state == TrainState(3, 0.2, 3, 5) and state.best_ema_miou == -1.0
+
+
+def _old_style_checkpoint(path, model, opt, kernel, kernel_name) -> None:
+    """A checkpoint as written while DetailAggregateLoss.fuse_kernel was a trained parameter:
+    losses.pdparams, the kernel in param_names.json and its velocity in model.pdopt, the
+    kernel saved under the unique name ``kernel_name``."""
+    path.mkdir(parents=True)
+    paddle.save(model.state_dict(), str(path / "model.pdparams"))
+    opt_state = {k.replace(kernel.name, kernel_name): v for k, v in opt.state_dict().items()}
+    paddle.save(opt_state, str(path / "model.pdopt"))
+    paddle.save({"3.fuse_kernel": kernel}, str(path / "losses.pdparams"))
+    names = {f"model.{k}": p.name for k, p in model.named_parameters()}
+    names["losses.3.fuse_kernel"] = kernel_name
+    (path / "param_names.json").write_text(json.dumps(names))
+    (path / "train_state.json").write_text(json.dumps({"iteration": 5, "data_seed": 4}))
+
+
+def test_old_checkpoint_with_loss_parameters_resumes(tmp_path):
+    model2, opt2 = _model_and_opt()  # the resuming run, built first: other parameter names
+    paddle.seed(0)
+    model = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3), paddle.nn.BatchNorm2D(4))
+    kernel = paddle.create_parameter([1, 3, 1, 1], "float32")
+    sched = paddle.optimizer.lr.PolynomialDecay(0.1, decay_steps=10)
+    params = model.parameters() + [kernel]
+    opt = paddle.optimizer.Momentum(sched, momentum=0.9, parameters=params, weight_decay=0.01)
+    (model(paddle.randn([2, 3, 8, 8])).mean() + kernel.sum()).backward()
+    opt.step()
+    # In the old run the kernel's unique name is one the resuming run's conv weight now has:
+    # its velocity must not land on that weight.
+    taken = model2[0].weight.name
+    _old_style_checkpoint(tmp_path / "iter_5", model, opt, kernel, taken)
+    assert f"{taken}_velocity_0" in paddle.load(str(tmp_path / "iter_5/model.pdopt"))
+    state = ckpt.load_checkpoint(tmp_path / "iter_5", model2, opt2)
+    assert state.iteration == 5 and state.data_seed == 4
+    for (k, a), b in zip(model.state_dict().items(), model2.state_dict().values()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
+    new_state = opt2.state_dict()
+    for key, p in model.named_parameters():  # the model's velocities, under the new names
+        if p.stop_gradient:
+            continue
+        p2 = dict(model2.named_parameters())[key]
+        (old,) = [v for k, v in opt.state_dict().items() if k.startswith(p.name + "_velocity")]
+        (new,) = [v for k, v in new_state.items() if k.startswith(p2.name + "_velocity")]
+        np.testing.assert_array_equal(new.numpy(), old.numpy())
+    assert opt2.get_lr() == pytest.approx(opt.get_lr())
+    # Saving again writes the new layout: no losses.pdparams, no loss names.
+    path = ckpt.save_checkpoint(tmp_path / "new", model2, opt2, state)
+    assert not (path / "losses.pdparams").exists()
+    assert all(k.startswith("model.") for k in json.loads((path / "param_names.json").read_text()))

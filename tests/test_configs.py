@@ -29,6 +29,10 @@ def test_configs_were_found():
         "bisenetv2-fp16_cityscapes_1024x1024_160k.yml",
         "bisenetv1_r18-d32_voc12aug_512x512_40k.yml",
         "bisenetv2_voc12aug_512x512_40k.yml",
+        "stdc1_seg50_cityscapes_1024x512_60k_official.yml",
+        "stdc1_seg75_cityscapes_1024x512_60k_official.yml",
+        "stdc2_seg50_cityscapes_1024x512_60k_official.yml",
+        "stdc2_seg75_cityscapes_1024x512_60k_official.yml",
     ):
         assert expected in names
 
@@ -43,11 +47,13 @@ def test_config_builds_with_our_components(config):
         assert type(loss).__module__.startswith("paddle_stdc.losses"), type(loss)
     optimizer = builder.optimizer
     assert isinstance(optimizer, paddle.optimizer.Optimizer)
-    # Loss-owned parameters (DetailAggregateLoss.fuse_kernel) are trained too.
-    opt_ids = {id(p) for p in optimizer._parameter_list}
-    for loss in builder.loss["types"]:
-        for param in loss.parameters():
-            assert id(param) in opt_ids
+    # Losses own no parameters (DetailAggregateLoss.fuse_kernel is a buffer): the optimizer
+    # trains exactly the model's.
+    assert all(loss.parameters() == [] for loss in builder.loss["types"])
+    trainable = {id(p) for p in model.parameters() if not p.stop_gradient}
+    groups = [g["params"] if isinstance(g, dict) else [g] for g in optimizer._param_groups]
+    optimized = {id(p) for group in groups for p in group}
+    assert trainable <= optimized <= {id(p) for p in model.parameters()}
     assert builder.lr_scheduler is not None
     for transform_cfg in cfg.train_dataset_cfg["transforms"]:
         builder.build_component(transform_cfg)

@@ -4,7 +4,6 @@ Layout (as PaddleSeg's trainer)::
 
     save_dir/iter_N/model.pdparams      model weights (loadable by PaddleSeg's STDCSeg)
     save_dir/iter_N/model.pdopt         optimizer state, incl. the LR scheduler
-    save_dir/iter_N/losses.pdparams     parameters owned by losses (only when there are any)
     save_dir/iter_N/train_state.json    iteration, best mIoU and its iteration, data seed
     save_dir/iter_N/param_names.json    structured parameter name -> Paddle's unique name
     save_dir/iter_N/ema_model.pdparams  EMA of the weights (``--use_ema``, PaddleSeg's name)
@@ -14,7 +13,9 @@ Layout (as PaddleSeg's trainer)::
 Paddle keys optimizer state by each parameter's process-unique name (``conv2d_3.w_0``),
 which differs when the model is built in another order or twice in one process;
 ``param_names.json`` lets :func:`load_checkpoint` rename the saved state to the current
-parameters. A checkpoint folder is first written as ``.iter_N.tmp`` and renamed when complete, so a
+parameters. Checkpoints written before the detail loss's fuse kernel became a buffer also hold
+``losses.pdparams`` and the kernel's optimizer state: both are ignored on loading. A checkpoint
+folder is first written as ``.iter_N.tmp`` and renamed when complete, so a
 process killed mid-save leaves either the whole checkpoint or none.
 """
 
@@ -69,30 +70,35 @@ def _write_dir_atomically(final: Path, write) -> None:
         os.replace(tmp, final)
 
 
-def _param_names(model: nn.Layer, losses: Optional[nn.Layer]) -> Dict[str, str]:
-    names = {f"model.{k}": p.name for k, p in model.named_parameters()}
-    if losses is not None:
-        names.update({f"losses.{k}": p.name for k, p in losses.named_parameters()})
-    return names
+def _param_names(model: nn.Layer) -> Dict[str, str]:
+    return {f"model.{k}": p.name for k, p in model.named_parameters()}
 
 
 def _rename_optimizer_state(state: Dict, old: Dict[str, str], new: Dict[str, str]) -> Dict:
-    """Map optimizer-state keys from the saved unique parameter names to the current ones."""
-    mapping = {old[k]: new[k] for k in old.keys() & new.keys()}
+    """Map optimizer-state keys from the saved unique parameter names to the current ones;
+    drop the state of saved parameters that no longer exist (an old checkpoint's
+    ``losses.*``), which could otherwise collide with a current parameter's name."""
+    mapping: Dict[str, Optional[str]] = {old[k]: None for k in old.keys() - new.keys()}
+    mapping.update({old[k]: new[k] for k in old.keys() & new.keys()})
     by_length = sorted(mapping, key=len, reverse=True)
 
-    def rename(key: str) -> str:
+    def rename(key: str) -> Optional[str]:
         for name in by_length:
             if key == name or key.startswith(name + "_"):
-                return mapping[name] + key[len(name) :]
+                target = mapping[name]
+                return None if target is None else target + key[len(name) :]
         return key
+
+    def renamed(items: Dict) -> Dict:
+        pairs = ((rename(k), v) for k, v in items.items())
+        return {k: v for k, v in pairs if k is not None}
 
     out = {}
     for key, value in state.items():
         if isinstance(value, dict) and key != "LR_Scheduler":
-            out[key] = {rename(k): v for k, v in value.items()}  # e.g. master_weights
-        else:
-            out[rename(key)] = value
+            out[key] = renamed(value)  # e.g. master_weights
+        elif (new_key := rename(key)) is not None:
+            out[new_key] = value
     return out
 
 
@@ -101,7 +107,6 @@ def save_checkpoint(
     model: nn.Layer,
     optimizer: paddle.optimizer.Optimizer,
     state: TrainState,
-    losses: Optional[nn.Layer] = None,
     extra_files: Optional[Dict[str, bytes]] = None,
     ema: Optional[nn.Layer] = None,
 ) -> Path:
@@ -115,12 +120,10 @@ def save_checkpoint(
     def write(tmp: Path) -> None:
         paddle.save(model.state_dict(), str(tmp / "model.pdparams"))
         paddle.save(optimizer.state_dict(), str(tmp / "model.pdopt"))
-        if losses is not None and losses.parameters():
-            paddle.save(losses.state_dict(), str(tmp / "losses.pdparams"))
         if ema is not None:
             paddle.save(ema.state_dict(), str(tmp / EMA_FILE))
         (tmp / "train_state.json").write_text(json.dumps(asdict(state), indent=2))
-        names = _param_names(model, losses)
+        names = _param_names(model)
         (tmp / "param_names.json").write_text(json.dumps(names, indent=1))
         for name, payload in (extra_files or {}).items():
             (tmp / name).write_bytes(payload)
@@ -167,10 +170,9 @@ def load_checkpoint(
     ckpt_dir: str | Path,
     model: nn.Layer,
     optimizer: Optional[paddle.optimizer.Optimizer] = None,
-    losses: Optional[nn.Layer] = None,
     ema: Optional[nn.Layer] = None,
 ) -> TrainState:
-    """Restore model, optimizer (with LR schedule) and loss parameters from ``iter_N``.
+    """Restore model and optimizer (with LR schedule) from ``iter_N``.
 
     ``ema`` gets ``ema_model.pdparams``; a checkpoint without one (saved without
     ``--use_ema``) leaves ``ema`` as it is, with a warning.
@@ -190,11 +192,10 @@ def load_checkpoint(
         names_path = ckpt_dir / "param_names.json"
         if names_path.is_file():
             saved = json.loads(names_path.read_text())
-            opt_state = _rename_optimizer_state(opt_state, saved, _param_names(model, losses))
+            opt_state = _rename_optimizer_state(opt_state, saved, _param_names(model))
         optimizer.set_state_dict(opt_state)
-    loss_path = ckpt_dir / "losses.pdparams"
-    if losses is not None and loss_path.is_file():
-        losses.set_state_dict(paddle.load(str(loss_path)))
+    if (ckpt_dir / "losses.pdparams").is_file():
+        logger.info("%s: ignoring losses.pdparams (the fuse kernel is now fixed)", ckpt_dir)
     if ema is not None:
         _load_ema(ckpt_dir / EMA_FILE, ema)
     state_path = ckpt_dir / "train_state.json"

@@ -3,13 +3,13 @@
 A PaddleSeg user's YAML (``_base_`` inheritance, ``--opts key=value``) works unchanged; after
 ``import paddle_stdc`` the registries yield this project's models and losses. Two additions:
 ``pretrained=False`` nulls every ``pretrained`` key of the model (tests, offline runs), and
-the optimizer also receives trainable loss parameters (``DetailAggregateLoss.fuse_kernel``).
+``lr_scheduler.type: ExpWarmupPolyDecay`` is the official STDC-Seg schedule.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import paddle
 import paddle.nn as nn
@@ -60,13 +60,44 @@ def load_config(
     return cfg
 
 
-class TrainableBundle(nn.Layer):
-    """The model plus every loss that owns parameters, so one optimizer trains them all."""
+class ExpWarmupPolyDecay(paddle.optimizer.lr.LRScheduler):
+    """The official STDC-Seg schedule (its ``optimizer_loss.py``): at step ``k``
 
-    def __init__(self, model: nn.Layer, losses: List[nn.Layer]) -> None:
-        super().__init__()
-        self.model = model
-        self.losses = nn.LayerList([loss for loss in losses if loss.parameters()])
+    * ``k <= warmup_steps``: ``start_lr * (learning_rate / start_lr) ** (k / warmup_steps)``
+      (geometric warm-up; PaddleSeg's ``warmup_iters`` is linear);
+    * then ``learning_rate * (1 - (k - warmup_steps) / (decay_steps - warmup_steps)) ** power``.
+
+    ``decay_steps`` is the run's length; the Builder fills in the config's ``iters``.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float,
+        decay_steps: Optional[int] = None,
+        warmup_steps: int = 1000,
+        start_lr: float = 1e-5,
+        power: float = 0.9,
+        last_epoch: int = -1,
+    ) -> None:
+        if decay_steps is None or decay_steps <= warmup_steps:
+            raise ValueError(f"decay_steps must exceed warmup_steps, got {decay_steps}")
+        if warmup_steps < 1 or start_lr <= 0:
+            raise ValueError("warmup_steps must be >= 1 and start_lr > 0")
+        self.decay_steps, self.warmup_steps = int(decay_steps), int(warmup_steps)
+        self.start_lr, self.power = float(start_lr), float(power)
+        self.warmup_factor = (learning_rate / start_lr) ** (1.0 / warmup_steps)
+        super().__init__(learning_rate, last_epoch)
+
+    def get_lr(self) -> float:
+        k = self.last_epoch
+        if k <= self.warmup_steps:
+            return self.start_lr * self.warmup_factor**k
+        done = (k - self.warmup_steps) / (self.decay_steps - self.warmup_steps)
+        return self.base_lr * max(1.0 - done, 0.0) ** self.power
+
+
+# Registered where PaddleSeg's builder and the config validation look schedules up.
+paddle.optimizer.lr.ExpWarmupPolyDecay = ExpWarmupPolyDecay
 
 
 def _entry_options(ref: Any, cfg: Dict[str, Any]) -> Dict[str, Any]:
@@ -78,9 +109,9 @@ def _entry_options(ref: Any, cfg: Dict[str, Any]) -> Dict[str, Any]:
 
 
 class Builder(SegBuilder):
-    """PaddleSeg's ``SegBuilder`` whose optimizer also covers trainable loss parameters, and
-    which loads ``pretrained`` weights (a zoo entry, a path or a URL) after building a
-    component, with the options a zoo entry's weights need."""
+    """PaddleSeg's ``SegBuilder`` that also builds :class:`ExpWarmupPolyDecay` and loads
+    ``pretrained`` weights (a zoo entry, a path or a URL) after building a component, with the
+    options a zoo entry's weights need."""
 
     def build_component(self, cfg: Dict[str, Any]) -> Any:
         cfg = dict(cfg)
@@ -98,10 +129,19 @@ class Builder(SegBuilder):
         """Quiet: the tools print the merged config once instead of once per component."""
 
     @property
-    def trainable(self) -> TrainableBundle:
-        if not hasattr(self, "_trainable"):
-            self._trainable = TrainableBundle(self.model, self.loss["types"])
-        return self._trainable
+    def lr_scheduler(self) -> paddle.optimizer.lr.LRScheduler:
+        if "_lr_scheduler" not in self.__dict__:
+            self._lr_scheduler = self.new_lr_scheduler()
+        return self._lr_scheduler
+
+    def new_lr_scheduler(self) -> paddle.optimizer.lr.LRScheduler:
+        """A fresh scheduler of the config at step 0 (not the optimizer's)."""
+        cfg = self.config.lr_scheduler_cfg
+        if cfg.get("type") != ExpWarmupPolyDecay.__name__:
+            return SegBuilder.lr_scheduler.func(self)
+        cfg.pop("type")
+        cfg.setdefault("decay_steps", self.config.iters)
+        return ExpWarmupPolyDecay(**cfg)
 
     @property
     def optimizer(self) -> paddle.optimizer.Optimizer:
@@ -114,7 +154,7 @@ class Builder(SegBuilder):
                 opt_type = "Momentum"  # PaddleSeg's convention: SGD + momentum -> Momentum
             opt_cfg["type"] = opt_type
             factory = self.build_component(opt_cfg)
-            self._optimizer = factory(self.trainable, self.lr_scheduler)
+            self._optimizer = factory(self.model, self.lr_scheduler)
         return self._optimizer
 
     def test_config(self) -> Dict[str, Any]:

@@ -5,9 +5,9 @@ Contract kept from PaddleSeg 2.8: config keys, ``save_dir/iter_N/{model.pdparams
 ``Train/lr``, ``Train/batch_cost``, ``Train/reader_cost``, ``Evaluate/mIoU``, ``Evaluate/Acc``)
 and the ``[TRAIN]`` log line; ``--use_ema`` (``iter_N/ema_model.pdparams``,
 ``ema_best_model/ema_model.pdparams``, ``Evaluate/Ema_mIoU``, ``Evaluate/Ema_Acc``) and
-``--profiler_options``. Differences: it runs on Paddle 3, trains loss-owned parameters,
-writes checkpoints atomically, resumes the data order and the EMA exactly, and stops on a
-NaN/Inf loss.
+``--profiler_options``. Differences: it runs on Paddle 3, tells losses the iteration
+(``set_iteration``, e.g. the decayed detail-loss kernel), writes checkpoints atomically,
+resumes the data order and the EMA exactly, and stops on a NaN/Inf loss.
 """
 
 from __future__ import annotations
@@ -192,6 +192,37 @@ def compute_losses(
     return loss_list
 
 
+def iteration_hooks(losses: Dict[str, list]) -> List[nn.Layer]:
+    """Loss layers (``MixedLoss`` members included) with a ``set_iteration(step)`` hook."""
+    hooks = []
+    for loss in losses["types"]:
+        layers = [loss, *loss.sublayers()] if isinstance(loss, nn.Layer) else [loss]
+        hooks += [layer for layer in layers if callable(getattr(layer, "set_iteration", None))]
+    return hooks
+
+
+def schedule_lrs(builder: Builder) -> List[float]:
+    """The learning rate of every update of the run, from a fresh copy of its scheduler."""
+    sched, lrs = builder.new_lr_scheduler(), []
+    for _ in range(builder.config.iters):
+        lrs.append(float(sched()))
+        sched.step()
+    return lrs
+
+
+def bind_schedules(builder: Builder, hooks: Sequence[nn.Layer]) -> None:
+    """Give losses that follow the optimizer (``kernel_decay``) its learning rates, weight
+    decay and momentum."""
+    binders = [h for h in hooks if getattr(h, "kernel_decay", False)]
+    if not binders:
+        return
+    opt_cfg, lrs = builder.config.optimizer_cfg, schedule_lrs(builder)
+    weight_decay = float(opt_cfg.get("weight_decay") or 0.0)
+    momentum = float(opt_cfg.get("momentum") or 0.0)
+    for hook in binders:
+        hook.bind_schedule(lrs, weight_decay, momentum)
+
+
 def train_step(
     model: nn.Layer,
     losses: Dict[str, list],
@@ -280,7 +311,8 @@ def train(builder: Builder, options: TrainOptions) -> TrainResult:
     model = info.prepare_model(model)  # SyncBN + DataParallel when running multi-process
     losses = builder.loss
     optimizer = builder.optimizer
-    trainable_losses = builder.trainable.losses
+    hooks = iteration_hooks(losses)
+    bind_schedules(builder, hooks)
     iters, batch_size = builder.config.iters, builder.config.batch_size
 
     seed = options.seed if options.seed is not None else random.randrange(2**31)
@@ -288,7 +320,7 @@ def train(builder: Builder, options: TrainOptions) -> TrainResult:
     ema = ModelEMA(builder.model) if options.use_ema else None
     if options.resume_model:
         state = load_checkpoint(
-            options.resume_model, builder.model, optimizer, trainable_losses,
+            options.resume_model, builder.model, optimizer,
             ema=ema.model if ema is not None else None,
         )  # fmt: skip
         logger.info("Resumed from %s at iteration %d", options.resume_model, state.iteration)
@@ -311,6 +343,8 @@ def train(builder: Builder, options: TrainOptions) -> TrainResult:
             labels = raise_if_failed(data)["label"].astype("int64")
             # Dropout draws from Paddle's generator: seed it per step so a resumed run matches.
             paddle.seed((state.data_seed * 1_000_003 + it * 7919 + info.rank) % 2**31)
+            for hook in hooks:
+                hook.set_iteration(it - 1)  # updates done before this step
             loss_list = train_step(model, losses, optimizer, data["img"], labels, amp)
             lr = optimizer.get_lr()
             _lr_step(optimizer)
@@ -376,7 +410,6 @@ def _checkpoint(save_dir, builder, optimizer, state, evals, options, ema) -> Non
         builder.model,
         optimizer,
         state,
-        builder.trainable.losses,
         ema=ema.model if ema is not None else None,
     )
     prune_checkpoints(save_dir, options.keep_checkpoint_max)

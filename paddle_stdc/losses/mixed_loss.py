@@ -13,8 +13,8 @@ PaddleSeg's class returns the list of weighted parts and its trainer splits it i
 entries of the loss list; its trainer then fails on Paddle 3 with the other losses. Here
 ``forward`` returns the sum (a 0-D tensor, usable wherever a loss is), and
 :meth:`MixedLoss.weighted_parts` gives the parts, which our trainer logs as PaddleSeg does
-(one ``Train/loss_<i>`` per part). Sub-losses are sublayers, so loss-owned parameters (e.g.
-``DetailAggregateLoss.fuse_kernel``) are trained and checkpointed.
+(one ``Train/loss_<i>`` per part). Sub-losses are sublayers, so the trainer's iteration hook
+(``set_iteration``, e.g. ``DetailAggregateLoss(kernel_decay=True)``) reaches them too.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ and makes no host round trip.
 
 from __future__ import annotations
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 
@@ -37,19 +38,35 @@ class OhemCrossEntropyLoss(nn.Layer):
     One difference: with ``min_kept == 0`` PaddleSeg skips the mining entirely (plain CE);
     here the threshold ``thresh`` applies, as in the STDC/BiSeNet reference OHEM.
 
+    ``keep_exactly=True`` is the official STDC-Seg ``OhemCELoss`` with ``n_min = min_kept``:
+    over the batch's per-pixel losses l (0 at ignored pixels), sorted in descending order, if
+    the (n_min + 1)-th largest exceeds -log(``thresh``) the mean of every l > -log(thresh) is
+    taken, else the mean of the n_min largest (ignored pixels included when they are among
+    them). It needs ``0 < min_kept`` < pixels in the batch (the official code fails otherwise).
+    PaddleSeg's semantics keep ``min_kept - 1`` pixels in the second case and divide by
+    kept + 1e-5 x pixels.
+
     Args:
         thresh: probability below which a pixel counts as hard.
         min_kept: at least this many pixels (if available) are kept.
         ignore_index: label value that contributes nothing.
+        keep_exactly: the official n_min semantics above (default False: PaddleSeg's).
     """
 
-    def __init__(self, thresh: float = 0.7, min_kept: int = 10000, ignore_index: int = 255) -> None:
+    def __init__(
+        self,
+        thresh: float = 0.7,
+        min_kept: int = 10000,
+        ignore_index: int = 255,
+        keep_exactly: bool = False,
+    ) -> None:
         super().__init__()
-        if min_kept < 0:
-            raise ValueError(f"min_kept must be >= 0, got {min_kept}")
+        if min_kept < 0 or (keep_exactly and min_kept == 0):
+            raise ValueError(f"min_kept must be >= 0 (> 0 with keep_exactly), got {min_kept}")
         self.thresh = float(thresh)
         self.min_kept = int(min_kept)
         self.ignore_index = int(ignore_index)
+        self.keep_exactly = bool(keep_exactly)
 
     def kept_mask(self, prob: paddle.Tensor, valid: paddle.Tensor) -> paddle.Tensor:
         """Float mask (P,) of the pixels that enter the loss; prob (P,) float, valid (P,) bool."""
@@ -75,7 +92,24 @@ class OhemCrossEntropyLoss(nn.Layer):
         check_spatial(logit, label, "OhemCrossEntropyLoss")
         valid = label != self.ignore_index
         nll = pixel_nll(logit, label, self.ignore_index)  # 0 at ignored pixels
+        if self.keep_exactly:
+            return self.official_loss(nll.reshape([-1]))
         with paddle.no_grad():
             prob = paddle.exp(-nll.detach()).reshape([-1])
             kept = self.kept_mask(prob, valid.reshape([-1])).reshape(label.shape)
         return (nll * kept).mean() / (kept.mean() + _EPS)
+
+    def official_loss(self, nll: paddle.Tensor) -> paddle.Tensor:
+        """The official ``OhemCELoss`` on the flat per-pixel losses ``nll`` (P,)."""
+        n_min = self.min_kept
+        if n_min >= nll.shape[0]:
+            raise ValueError(
+                f"OhemCrossEntropyLoss(keep_exactly=True): min_kept {n_min} must be smaller "
+                f"than the batch's {nll.shape[0]} pixels"
+            )
+        loss_thresh = float(-np.log(np.float32(self.thresh)))
+        top, _ = paddle.topk(nll, n_min + 1)
+        hard = (nll > loss_thresh).astype(nll.dtype)
+        hard_mean = (nll * hard).sum() / paddle.clip(hard.sum(), min=1.0)
+        top_mean = top[:n_min].mean()
+        return paddle.where(top[n_min] > loss_thresh, hard_mean, top_mean)
