@@ -55,7 +55,8 @@ def run_quickstart(
     overrides = [f"train_dataset.dataset_root={data_root}", f"val_dataset.dataset_root={data_root}"]
     cfg = load_config(config, opts=overrides + list(opts or []), pretrained=False)
     builder = Builder(cfg)
-    options = TrainOptions(
+    options = TrainOptions.from_config(
+        cfg,
         save_dir=save_dir,
         save_interval=cfg.iters,
         log_iters=10,

@@ -212,3 +212,21 @@ def test_profiler_writes_trace_and_summary(tiny_config, tmp_path, exit_on_finish
     assert "Operator" in summary.read_text() and _summary_steps(summary) == 2
     assert (tmp_path / "out" / "iter_2").is_dir()
     assert (tmp_path / "out" / "iter_4").is_dir() != exit_on_finished
+
+
+def test_train_options_come_from_the_config_as_in_the_cli():
+    """The engine reads run options from the config, so train() from Python (quickstart) runs
+    configs/bisenetv2-fp16_* in fp16 as tools/train.py does; a given override wins."""
+    from paddle_stdc.engine.config import load_config
+    from paddle_stdc.engine.trainer import TrainOptions
+
+    cfg = load_config("configs/bisenetv2-fp16_cityscapes_1024x1024_160k.yml", pretrained=False)
+    options = TrainOptions.from_config(cfg, save_dir="out", precision=None)
+    assert (options.precision, options.save_dir, options.eval_kwargs) == ("fp16", "out", {})
+    seg50 = load_config(
+        "configs/stdc1_seg50_cityscapes_1024x512_60k_official.yml", pretrained=False
+    )
+    assert TrainOptions.from_config(seg50).eval_kwargs["eval_scale"] == 0.5
+    assert TrainOptions.from_config(cfg, precision="fp32").precision == "fp32"
+    with pytest.raises(TypeError, match="no option precison"):
+        TrainOptions.from_config(cfg, precison="fp32")

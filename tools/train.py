@@ -78,7 +78,8 @@ def main(argv=None) -> None:
     )
     logger.info("Config:\n%s", cfg)
     builder = Builder(cfg)
-    options = TrainOptions(
+    options = TrainOptions.from_config(
+        cfg,
         save_dir=args.save_dir,
         save_interval=args.save_interval,
         log_iters=args.log_iters,
@@ -88,9 +89,8 @@ def main(argv=None) -> None:
         resume_model=args.resume_model,
         keep_checkpoint_max=args.keep_checkpoint_max,
         seed=args.seed,
-        precision=args.precision or cfg.dic.get("precision", "fp32"),
-        amp_level=args.amp_level or cfg.dic.get("amp_level", "O1"),
-        eval_kwargs=builder.test_config(),
+        precision=args.precision,
+        amp_level=args.amp_level,
         use_ema=args.use_ema,
         profiler_options=args.profiler_options,
     )

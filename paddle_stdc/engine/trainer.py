@@ -16,7 +16,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -71,6 +71,23 @@ class TrainOptions:
     eval_kwargs: Dict[str, Any] = field(default_factory=dict)
     use_ema: bool = False
     profiler_options: Optional[str] = None
+
+    @classmethod
+    def from_config(cls, cfg: Any, **overrides: Any) -> TrainOptions:
+        """Run options a config carries (``precision``, ``amp_level``, ``test_config``), then
+        ``overrides`` (e.g. the CLI's flags; a None value keeps the config's), so
+        ``tools/train.py`` and a Python caller of :func:`train` run the same config alike."""
+        dic = cfg.dic if hasattr(cfg, "dic") else dict(cfg)
+        from_cfg: Dict[str, Any] = {
+            "precision": dic.get("precision", "fp32"),
+            "amp_level": dic.get("amp_level", "O1"),
+            "eval_kwargs": dict(dic.get("test_config", {}) or {}),
+        }
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(f"TrainOptions has no option {', '.join(unknown)}")
+        from_cfg.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**from_cfg)
 
 
 @dataclass
