@@ -13,7 +13,7 @@ import pytest
 from paddleseg.datasets import Dataset as PaddleSegDataset
 from paddleseg.transforms import Normalize, Padding, Resize
 
-from paddle_stdc.engine import evaluator as evaluator_module
+from paddle_stdc.engine import runtime as runtime_module
 from paddle_stdc.engine.evaluator import describe_protocol, evaluate
 from paddle_stdc.engine.inference import (
     EVAL_PRESETS,
@@ -196,7 +196,7 @@ def test_paddleseg_test_config_flip_only_applies_with_aug_eval():
 
 
 def test_fp16_on_cpu_is_fp32_and_noted_once(monkeypatch):
-    monkeypatch.setattr(evaluator_module, "_cpu_precision_noted", False)
+    monkeypatch.setattr(runtime_module, "_cpu_fallback_noted", set())
     records = []
     log = logging.getLogger("test_paddle_stdc_precision")
     handler = logging.Handler()
@@ -217,7 +217,7 @@ def test_fp16_on_cpu_is_fp32_and_noted_once(monkeypatch):
     finally:
         log.removeHandler(handler)
     np.testing.assert_array_equal(fp16.confusion, fp32.confusion)
-    assert sum("GPU-only" in r.getMessage() for r in records) == 1
+    assert sum("needs a GPU" in r.getMessage() for r in records) == 1
 
 
 def test_progress_lines_every_tenth_with_speed_and_eta():

@@ -11,11 +11,10 @@ duplicated samples, unlike ``DistributedBatchSampler``) and sum the confusion ma
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import numpy as np
 import paddle
@@ -25,10 +24,9 @@ from paddle_stdc.data.loading import CapturingDataset, collate_or_error, raise_i
 from paddle_stdc.engine.inference import EvalProtocol, infer_logits
 from paddle_stdc.engine.logging import format_eta
 from paddle_stdc.engine.metrics import SegMetrics, confusion_matrix
-from paddle_stdc.engine.runtime import PRECISIONS, on_gpu
+from paddle_stdc.engine.runtime import AmpSettings
 
 _LOGGER_NAME = "paddle_stdc"
-_cpu_precision_noted = False  # the "no AMP on CPU" note is logged once per process
 
 
 @dataclass
@@ -72,28 +70,6 @@ def describe_protocol(**options: Any) -> str:
     ``options`` are the fields of :class:`EvalProtocol`.
     """
     return EvalProtocol(**options).describe()
-
-
-def _autocast_factory(precision: str, log: logging.Logger) -> Callable[[], ContextManager]:
-    """A maker of fresh autocast contexts (Paddle's is single-use) for ``precision``."""
-    global _cpu_precision_noted
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "fp32":
-        return contextlib.nullcontext
-    if not on_gpu():
-        if not _cpu_precision_noted:
-            log.info(
-                "precision=%s: paddle.amp is GPU-only, evaluating in fp32 on %s",
-                precision,
-                paddle.get_device(),
-            )
-            _cpu_precision_noted = True
-        return contextlib.nullcontext
-    dtype = "float16" if precision == "fp16" else "bfloat16"
-    return lambda: paddle.amp.auto_cast(
-        enable=True, level="O1", dtype=dtype, custom_black_list={"bilinear_interp_v2"}
-    )
 
 
 def _shard(num_samples: int) -> Tuple[List[int], int, int]:
@@ -183,7 +159,7 @@ def evaluate(
     if ignore_index is None:
         ignore_index = getattr(dataset, "ignore_index", 255)
     label_text = protocol.describe()
-    amp = _autocast_factory(precision, log)  # validates precision before any work
+    amp = AmpSettings.create(precision, training=False, log=log)  # validates first
 
     indices, rank, world = _shard(len(dataset))
     total = len(indices)
@@ -203,7 +179,7 @@ def evaluate(
     try:
         with paddle.no_grad():
             for index, img, label, trans_info in _samples(dataset, indices, num_workers):
-                with amp():
+                with amp.autocast():
                     logits = infer_logits(model, img, trans_info, protocol)
                 pred = paddle.argmax(logits, axis=1).numpy()[0]
                 cm += confusion_matrix(pred, label, num_classes, ignore_index)

@@ -94,35 +94,59 @@ def dist_info() -> DistInfo:
 
 @dataclass
 class AmpSettings:
-    """Automatic mixed precision: fp16 (with loss scaling) or bf16 on GPU; fp32 elsewhere."""
+    """The one mixed-precision policy of training and evaluation: fp16 (with loss scaling when
+    training) or bf16 on GPU, fp32 elsewhere (``paddle.amp`` has no effect on CPU)."""
 
     precision: str = "fp32"
     level: str = "O1"
     scaler: Optional[paddle.amp.GradScaler] = None
 
     @classmethod
-    def create(cls, precision: str = "fp32", level: str = "O1") -> AmpSettings:
+    def create(
+        cls,
+        precision: str = "fp32",
+        level: str = "O1",
+        training: bool = True,
+        log: Optional[logging.Logger] = None,
+    ) -> AmpSettings:
+        """Validate ``precision``; on CPU fall back to fp32 and say so once per process."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if level not in ("O1", "O2"):
+            raise ValueError(f"amp_level must be O1 or O2, got {level!r}")
         if precision != "fp32" and not on_gpu():
-            logger.warning(
-                "precision=%s needs a GPU; paddle.amp has no effect on %s, training in fp32",
-                precision,
-                paddle.get_device(),
-            )
+            _note_cpu_fallback(precision, log or logger)
             return cls("fp32", level)
-        scaler = paddle.amp.GradScaler(init_loss_scaling=1024) if precision == "fp16" else None
+        fp16_training = training and precision == "fp16"
+        scaler = paddle.amp.GradScaler(init_loss_scaling=1024) if fp16_training else None
         return cls(precision, level, scaler)
 
     def autocast(self) -> ContextManager:
+        """A fresh autocast context (Paddle's are single-use)."""
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return paddle.amp.auto_cast(
             enable=True,
             level=self.level,
             dtype="float16" if self.precision == "fp16" else "bfloat16",
-            custom_black_list={"bilinear_interp_v2", "softmax_with_cross_entropy"},
+            custom_black_list=AMP_BLACK_LIST,
         )
+
+
+#: Ops kept in fp32 under autocast: resizing of logits and the loss.
+AMP_BLACK_LIST = {"bilinear_interp_v2", "softmax_with_cross_entropy"}
+_cpu_fallback_noted: set = set()
+
+
+def _note_cpu_fallback(precision: str, log: logging.Logger) -> None:
+    if precision in _cpu_fallback_noted:
+        return
+    _cpu_fallback_noted.add(precision)
+    log.warning(
+        "precision=%s needs a GPU; paddle.amp has no effect on %s, running in fp32",
+        precision,
+        paddle.get_device(),
+    )
 
 
 #: PaddleSeg 2.8's EMA decay (``paddleseg.utils.ema.update_ema_model``).
