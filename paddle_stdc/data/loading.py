@@ -1,4 +1,9 @@
-"""Loader errors that surface in the main process with their message, instead of a hang.
+"""Training and evaluation data loading, with errors that surface in the main process.
+
+Training: :func:`build_train_loader` (an endless, resumable, seeded batch stream).
+Evaluation: :func:`val_samples` (one sample at a time, this process's shard).
+
+Loader errors surface in the main process with their message, instead of a hang:
 
 Paddle 3.3's DataLoader hangs forever when a dataset raises with ``num_workers=0``, and with
 worker processes it raises a generic ``SystemError`` ("Blocking queue is killed"). Here a
@@ -10,7 +15,8 @@ survives worker transport); :func:`raise_if_failed` turns a batch carrying it ba
 from __future__ import annotations
 
 import traceback
-from typing import Any, Dict, List
+import random
+from typing import Any, Dict, Iterator, List, Tuple
 
 import numpy as np
 import paddle
@@ -63,3 +69,117 @@ class CapturingDataset(paddle.io.Dataset):
             return self.dataset[index]
         except Exception as err:  # noqa: BLE001  (re-raised in the main process)
             return error_record(err)
+
+
+class SeededDataset(paddle.io.Dataset):
+    """Makes each sample's augmentation a pure function of (seed, epoch, index).
+
+    The sampler passes "virtual" indices ``epoch * len(dataset) + index``; before loading a
+    sample the global Python/NumPy RNGs (which PaddleSeg's transforms use) are seeded from
+    the seed and that virtual index. Augmentations then do not depend on loader workers,
+    prefetching or where a run was resumed.
+    """
+
+    def __init__(self, dataset: paddle.io.Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, virtual_index: int):
+        sample_seed = (self.seed * 1_000_003 + int(virtual_index)) % 2**32
+        np.random.seed(sample_seed)
+        random.seed(sample_seed)
+        return self.dataset[int(virtual_index) % len(self.dataset)]
+
+
+class ResumableBatchSampler(paddle.io.BatchSampler):
+    """An endless stream of batches of a ``DistributedBatchSampler`` that can start mid-epoch.
+
+    Epoch ``e`` is shuffled with the sampler's own epoch seed, so the order of batches
+    depends only on the global step; resuming at step ``s`` skips the first ``s`` batches
+    without loading them. Yields virtual indices for :class:`SeededDataset`.
+    """
+
+    def __init__(self, dataset: paddle.io.Dataset, batch_size: int, start_step: int = 0) -> None:
+        self.inner = paddle.io.DistributedBatchSampler(
+            dataset, batch_size=batch_size, shuffle=True, drop_last=True
+        )
+        self.num_samples = len(dataset)
+        self.steps_per_epoch = len(self.inner)
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"the training set has {len(dataset)} samples, fewer than one batch "
+                f"({batch_size} per process x {paddle.distributed.get_world_size()} processes)"
+            )
+        self.start_step = start_step
+
+    def __iter__(self) -> Iterator[List[int]]:
+        epoch, skip = divmod(self.start_step, self.steps_per_epoch)
+        while True:
+            self.inner.set_epoch(epoch)
+            offset = epoch * self.num_samples
+            for k, batch in enumerate(self.inner):
+                if k >= skip:
+                    yield [offset + i for i in batch]
+            epoch, skip = epoch + 1, 0
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+
+def build_train_loader(
+    dataset: paddle.io.Dataset,
+    batch_size: int,
+    num_workers: int,
+    start_step: int = 0,
+    seed: int = 0,
+) -> paddle.io.DataLoader:
+    """A DataLoader yielding batches forever from global step ``start_step`` on."""
+    sampler = ResumableBatchSampler(dataset, batch_size, start_step)
+    return paddle.io.DataLoader(
+        # Loading errors travel as records and are re-raised by the loop (no DataLoader hang).
+        SeededDataset(CapturingDataset(dataset), seed),
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        return_list=True,
+        collate_fn=collate_or_error,
+    )
+
+
+def val_samples(
+    dataset: paddle.io.Dataset, indices: List[int], num_workers: int
+) -> Iterator[Tuple[int, paddle.Tensor, np.ndarray, Any]]:
+    """(dataset index, img (1, 3, H, W), label (H, W), trans_info) per sample.
+
+    With ``num_workers == 0`` samples are read in this thread: Paddle 3's single-process
+    DataLoader hangs forever when the dataset raises (e.g. an unreadable label file).
+    Worker processes go through a DataLoader (loading errors re-raised here with their
+    message, see :mod:`paddle_stdc.data.loading`), whose collated trans_info
+    :func:`~paddle_stdc.engine.inference.reverse_transform` also reads.
+    """
+    if num_workers <= 0:
+        for index in indices:
+            data = dataset[index]
+            if not isinstance(data, dict):
+                raise TypeError(
+                    f"expected PaddleSeg val-mode samples (dicts with 'img', 'label', "
+                    f"'trans_info'), got {type(data).__name__}"
+                )
+            img = data["img"]
+            img = img.unsqueeze(0) if hasattr(img, "unsqueeze") else paddle.to_tensor(img[None])
+            yield index, img, _label_2d(data["label"]), data.get("trans_info")
+        return
+    subset = dataset if len(indices) == len(dataset) else paddle.io.Subset(dataset, indices)
+    loader = paddle.io.DataLoader(
+        CapturingDataset(subset), batch_size=1, shuffle=False, num_workers=num_workers,
+        return_list=True, collate_fn=collate_or_error,
+    )  # fmt: skip
+    for index, data in zip(indices, loader):
+        data = raise_if_failed(data)
+        yield index, data["img"], _label_2d(data["label"]), data.get("trans_info")
+
+
+def _label_2d(label: Any) -> np.ndarray:
+    label = label.numpy() if hasattr(label, "numpy") else np.asarray(label)
+    return label.reshape(label.shape[-2:]) if label.ndim > 2 else label

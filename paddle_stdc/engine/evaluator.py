@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 
-from paddle_stdc.data.loading import CapturingDataset, collate_or_error, raise_if_failed
+from paddle_stdc.data.loading import val_samples
 from paddle_stdc.engine.inference import EvalProtocol, infer_logits
 from paddle_stdc.engine.logging import format_eta
 from paddle_stdc.engine.metrics import SegMetrics, confusion_matrix
@@ -79,44 +79,6 @@ def _shard(num_samples: int) -> Tuple[List[int], int, int]:
         return list(range(num_samples)), 0, 1
     rank = paddle.distributed.get_rank()
     return list(range(rank, num_samples, world)), rank, world
-
-
-def _label_2d(label: Any) -> np.ndarray:
-    label = label.numpy() if hasattr(label, "numpy") else np.asarray(label)
-    return label.reshape(label.shape[-2:]) if label.ndim > 2 else label
-
-
-def _samples(
-    dataset: paddle.io.Dataset, indices: List[int], num_workers: int
-) -> Iterator[Tuple[int, paddle.Tensor, np.ndarray, Any]]:
-    """(dataset index, img (1, 3, H, W), label (H, W), trans_info) per sample.
-
-    With ``num_workers == 0`` samples are read in this thread: Paddle 3's single-process
-    DataLoader hangs forever when the dataset raises (e.g. an unreadable label file).
-    Worker processes go through a DataLoader (loading errors re-raised here with their
-    message, see :mod:`paddle_stdc.data.loading`), whose collated trans_info
-    :func:`~paddle_stdc.engine.inference.reverse_transform` also reads.
-    """
-    if num_workers <= 0:
-        for index in indices:
-            data = dataset[index]
-            if not isinstance(data, dict):
-                raise TypeError(
-                    f"expected PaddleSeg val-mode samples (dicts with 'img', 'label', "
-                    f"'trans_info'), got {type(data).__name__}"
-                )
-            img = data["img"]
-            img = img.unsqueeze(0) if hasattr(img, "unsqueeze") else paddle.to_tensor(img[None])
-            yield index, img, _label_2d(data["label"]), data.get("trans_info")
-        return
-    subset = dataset if len(indices) == len(dataset) else paddle.io.Subset(dataset, indices)
-    loader = paddle.io.DataLoader(
-        CapturingDataset(subset), batch_size=1, shuffle=False, num_workers=num_workers,
-        return_list=True, collate_fn=collate_or_error,
-    )  # fmt: skip
-    for index, data in zip(indices, loader):
-        data = raise_if_failed(data)
-        yield index, data["img"], _label_2d(data["label"]), data.get("trans_info")
 
 
 def _sum_over_processes(cm: np.ndarray, count: int) -> Tuple[np.ndarray, int]:
@@ -178,7 +140,7 @@ def evaluate(
     done = 0
     try:
         with paddle.no_grad():
-            for index, img, label, trans_info in _samples(dataset, indices, num_workers):
+            for index, img, label, trans_info in val_samples(dataset, indices, num_workers):
                 with amp.autocast():
                     logits = infer_logits(model, img, trans_info, protocol)
                 pred = paddle.argmax(logits, axis=1).numpy()[0]

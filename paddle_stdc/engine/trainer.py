@@ -18,13 +18,13 @@ import random
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 
-from paddle_stdc.data.loading import CapturingDataset, collate_or_error, raise_if_failed
+from paddle_stdc.data.loading import build_train_loader, raise_if_failed
 from paddle_stdc.engine.checkpoint import (
     TrainState,
     load_checkpoint,
@@ -104,82 +104,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     paddle.seed(seed)
-
-
-class SeededDataset(paddle.io.Dataset):
-    """Makes each sample's augmentation a pure function of (seed, epoch, index).
-
-    The sampler passes "virtual" indices ``epoch * len(dataset) + index``; before loading a
-    sample the global Python/NumPy RNGs (which PaddleSeg's transforms use) are seeded from
-    the seed and that virtual index. Augmentations then do not depend on loader workers,
-    prefetching or where a run was resumed.
-    """
-
-    def __init__(self, dataset: paddle.io.Dataset, seed: int) -> None:
-        self.dataset, self.seed = dataset, seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, virtual_index: int):
-        sample_seed = (self.seed * 1_000_003 + int(virtual_index)) % 2**32
-        np.random.seed(sample_seed)
-        random.seed(sample_seed)
-        return self.dataset[int(virtual_index) % len(self.dataset)]
-
-
-class ResumableBatchSampler(paddle.io.BatchSampler):
-    """An endless stream of batches of a ``DistributedBatchSampler`` that can start mid-epoch.
-
-    Epoch ``e`` is shuffled with the sampler's own epoch seed, so the order of batches
-    depends only on the global step; resuming at step ``s`` skips the first ``s`` batches
-    without loading them. Yields virtual indices for :class:`SeededDataset`.
-    """
-
-    def __init__(self, dataset: paddle.io.Dataset, batch_size: int, start_step: int = 0) -> None:
-        self.inner = paddle.io.DistributedBatchSampler(
-            dataset, batch_size=batch_size, shuffle=True, drop_last=True
-        )
-        self.num_samples = len(dataset)
-        self.steps_per_epoch = len(self.inner)
-        if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"the training set has {len(dataset)} samples, fewer than one batch "
-                f"({batch_size} per process x {dist_info().world_size} processes)"
-            )
-        self.start_step = start_step
-
-    def __iter__(self) -> Iterator[List[int]]:
-        epoch, skip = divmod(self.start_step, self.steps_per_epoch)
-        while True:
-            self.inner.set_epoch(epoch)
-            offset = epoch * self.num_samples
-            for k, batch in enumerate(self.inner):
-                if k >= skip:
-                    yield [offset + i for i in batch]
-            epoch, skip = epoch + 1, 0
-
-    def __len__(self) -> int:
-        return self.steps_per_epoch
-
-
-def build_train_loader(
-    dataset: paddle.io.Dataset,
-    batch_size: int,
-    num_workers: int,
-    start_step: int = 0,
-    seed: int = 0,
-) -> paddle.io.DataLoader:
-    """A DataLoader yielding batches forever from global step ``start_step`` on."""
-    sampler = ResumableBatchSampler(dataset, batch_size, start_step)
-    return paddle.io.DataLoader(
-        # Loading errors travel as records and are re-raised by the loop (no DataLoader hang).
-        SeededDataset(CapturingDataset(dataset), seed),
-        batch_sampler=sampler,
-        num_workers=num_workers,
-        return_list=True,
-        collate_fn=collate_or_error,
-    )
 
 
 def output_names(model: nn.Layer, count: int) -> List[str]:
