@@ -7,5 +7,5 @@ OpenCV and PyYAML.
     deploy.schema        deploy.yaml: keys, defaults, version, writer, reader/validator
     deploy.images        which images a command works on, and their output names
     deploy.python        predictors (Paddle Inference, ONNX Runtime), infer.py, quantize.py
-    deploy.serving       HTTP serving and its load test
+    deploy.serving       Ray Serve application (FastAPI ingress, batching, limits, web page)
 """

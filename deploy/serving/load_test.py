@@ -1,6 +1,6 @@
 """Load a running server with concurrent clients; report throughput and p50/p99 latency.
 
-    python deploy/serving/load_test.py --url http://127.0.0.1:8866 --image img.png \
+    python deploy/serving/load_test.py --url http://127.0.0.1:8000 --image img.png \
         --concurrency 4 --requests 100
 
 Only loopback or your own hosts: the request count and a per-request timeout bound the run.
@@ -82,7 +82,7 @@ def run_load(url: str, body: bytes, concurrency: int, requests: int, timeout: fl
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--url", default="http://127.0.0.1:8866")
+    p.add_argument("--url", default="http://127.0.0.1:8000")
     p.add_argument("--image", required=True)
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--requests", type=int, default=50)

@@ -1,0 +1,401 @@
+"""The Ray Serve application: a FastAPI ingress in front of a batching segmenter.
+
+``build_app(settings)`` returns the application; ``deploy/serving/server.py`` runs it on a local
+Ray (or joins a cluster), ``serve run deploy/serving/serve_config.yaml`` runs it on a cluster.
+
+* ``Ingress`` (FastAPI, no CPU reserved): reads bodies within ``max_bytes``, checks the pixel
+  count in the image header before decoding, decodes, calls the segmenter under a deadline,
+  encodes the answer and keeps the Prometheus metrics.
+* ``Segmenter`` (one replica per GPU or per ``cpu_threads`` CPUs): ``@serve.batch`` gathers
+  concurrent requests (up to ``max_batch_size``, waiting at most ``batch_wait_ms``), groups the
+  batch by image shape and runs each group as one predictor call. Each replica holds at most
+  ``2 * max_batch_size`` requests (one batch running, one forming); at most ``max_queue`` more
+  may wait; beyond that the ingress answers 503 + ``Retry-After`` (``model_capacity``).
+"""
+
+import asyncio
+import base64
+import binascii
+import json
+import os
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from ray import serve
+from ray.serve.exceptions import BackPressureError
+from starlette.staticfiles import StaticFiles
+
+from deploy.python.predictor import load_deploy_config
+from deploy.serving import codec, metrics
+from deploy.serving.codec import RequestError
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+BACKENDS = ("auto", "paddle", "onnxruntime")
+RETRY_AFTER_S = 1
+
+
+@dataclass
+class ServeSettings:
+    """Everything the deployments need; ``server.py`` flags and ``serve_config.yaml`` args."""
+
+    export_dir: str
+    backend: str = "auto"
+    device: str = "cpu"
+    use_trt: bool = False
+    precision: str = "fp32"
+    cpu_threads: int = 2
+    replicas: int = 1
+    min_replicas: Optional[int] = None
+    max_replicas: Optional[int] = None
+    max_batch_size: int = 8
+    batch_wait_ms: float = 5.0
+    max_queue: int = 16
+    max_bytes: int = 16 << 20
+    max_pixels: int = 4096 * 4096
+    request_timeout_s: float = 30.0
+    class_names: Optional[List[str]] = None
+    #: test-only: requests may ask the model to take this much longer (X-Debug-Delay-Ms)
+    debug_delay_ms: float = 0.0
+
+    @classmethod
+    def from_dict(cls, args: Dict[str, Any]) -> "ServeSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(args) - known)
+        if unknown:
+            raise ValueError(f"unknown serving settings {unknown}; known: {sorted(known)}")
+        if isinstance(args.get("class_names"), str):
+            args = {**args, "class_names": codec.read_class_names(args["class_names"])}
+        return cls(**args)
+
+
+def choose_backend(settings: ServeSettings, deploy: Dict[str, Any]) -> str:
+    """``auto``: ONNX Runtime fp32 on CPU when the export has model.onnx, else Paddle Inference.
+
+    README's CPU benchmark: ONNX Runtime is the fastest exact runtime (STDC1-Seg 512x1024:
+    133 ms vs 188 ms); INT8 and bf16 change labels, so they are never chosen by default.
+    """
+    if settings.backend not in BACKENDS:
+        raise ValueError(f"--backend {settings.backend!r}: choose from {BACKENDS}")
+    if settings.backend == "onnxruntime" and settings.device != "cpu":
+        raise ValueError("--backend onnxruntime runs on CPU only; use --backend paddle on GPU")
+    if settings.backend != "auto":
+        return settings.backend
+    exact = settings.precision == "fp32"
+    if settings.device == "cpu" and exact and deploy.get("onnx") and _has_onnxruntime():
+        return "onnxruntime"
+    return "paddle"
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_predictor(settings: ServeSettings, deploy: Dict[str, Any]):
+    """(predictor, backend name) for the settings."""
+    from deploy.python.predictor import OnnxPredictor, Predictor, RuntimeOptions
+
+    backend = choose_backend(settings, deploy)
+    if backend == "onnxruntime":
+        precision = "int8" if settings.precision == "int8" else "fp32"
+        return OnnxPredictor(settings.export_dir, precision, settings.cpu_threads), backend
+    options = RuntimeOptions(
+        device=settings.device, use_trt=settings.use_trt, precision=settings.precision,
+        cpu_threads=settings.cpu_threads,
+    )  # fmt: skip
+    return Predictor(settings.export_dir, options), backend
+
+
+@serve.deployment(name="Segmenter", graceful_shutdown_wait_loop_s=0.5)
+class Segmenter:
+    """A predictor behind ``@serve.batch``; answers dicts (mask or error) per request."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.deploy = load_deploy_config(Path(settings.export_dir))
+        self.predictor, self.backend = make_predictor(settings, self.deploy)
+        fixed_n = self.deploy["input_shape"][0]
+        self._chunk = fixed_n if fixed_n > 0 else settings.max_batch_size
+        self._max_delay_s = settings.debug_delay_ms / 1000.0
+        self._batched.set_max_batch_size(settings.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000.0)
+
+    async def __call__(self, image: np.ndarray, delay_s: float = 0.0) -> Dict[str, Any]:
+        return await self._batched(image, delay_s)
+
+    def info(self) -> Dict[str, Any]:
+        return {"backend": self.backend, "pid": os.getpid()}
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
+    async def _batched(self, images: List[np.ndarray], delays: List[float]) -> List[Dict]:
+        return await asyncio.to_thread(self._run_batch, images, delays)
+
+    def _run_batch(self, images: List[np.ndarray], delays: List[float]) -> List[Dict]:
+        if self._max_delay_s > 0:  # test-only: a slow model
+            time.sleep(min(max(delays), self._max_delay_s))
+        groups: Dict[Tuple[int, ...], List[int]] = defaultdict(list)
+        for i, image in enumerate(images):
+            groups[image.shape].append(i)
+        results: List[Dict] = [{}] * len(images)
+        for members in groups.values():
+            for i, result in zip(members, self._run_group([images[i] for i in members])):
+                results[i] = {**result, "batch": len(images), "groups": len(groups)}
+        return results
+
+    def _run_group(self, images: List[np.ndarray]) -> List[Dict]:
+        """One predictor call for same-size images; its error is each request's answer."""
+        try:
+            masks = self.predictor.predict(images, batch_size=self._chunk)
+        except ValueError as err:  # larger than the export's Padding, fixed input shape
+            return [{"status": 422, "error": str(err)}] * len(images)
+        return [{"mask": mask} for mask in masks]
+
+
+# ------------------------------------------------------------------------------- ingress
+
+app = FastAPI(title="paddle_stdc segmentation", version="1")
+app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+
+ROUTES = ("/predict", "/semantic-segmentation", "/health", "/metrics", "/classes", "/")
+
+
+@app.middleware("http")
+async def _count(request: Request, call_next):
+    path = request.url.path
+    label = path if path in ROUTES else ("/static" if path.startswith("/static/") else "other")
+    tic = time.perf_counter()
+    response = await call_next(request)
+    metrics.LATENCY.labels(label).observe(time.perf_counter() - tic)
+    metrics.REQUESTS.labels(label, str(response.status_code)).inc()
+    return response
+
+
+def _error(err: RequestError) -> JSONResponse:
+    headers = dict(err.headers)
+    if err.status in (400, 413):
+        headers.setdefault("Connection", "close")  # an unread or broken body stays unread
+    return JSONResponse({"error": err.message}, status_code=err.status, headers=headers)
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The body, refusing (413) a Content-Length over ``max_bytes`` before reading a byte,
+    and any body that grows past it while being read (chunked uploads)."""
+    raw = request.headers.get("content-length")
+    if raw is not None:
+        if not raw.strip().isdigit():
+            raise RequestError(400, f"Content-Length {raw!r} is not a number")
+        if int(raw) > max_bytes:
+            raise RequestError(413, f"body of {int(raw)} bytes is over {max_bytes} (--max_bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise RequestError(413, f"body over {max_bytes} bytes (--max_bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _delay_s(request: Request) -> float:
+    try:
+        return max(0.0, float(request.headers.get("x-debug-delay-ms", 0))) / 1000.0
+    except ValueError:
+        raise RequestError(400, "X-Debug-Delay-Ms is not a number") from None
+
+
+async def _await(response) -> Any:
+    return await response
+
+
+PLACEHOLDER = """<!doctype html><html><head><meta charset="utf-8"><title>Segmentation</title>
+</head><body><h1>paddle_stdc segmentation server</h1><p>POST an image to
+<code>/predict</code> (PNG mask; <code>?format=json</code>, <code>?format=overlay</code>).
+See <a href="/classes">/classes</a>, <a href="/health">/health</a>,
+<a href="/metrics">/metrics</a>.</p></body></html>"""
+
+
+def _b64(text: str) -> bytes:
+    if text.startswith("data:") and "," in text:  # data URL: data:image/png;base64,....
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(400, '"image" is not valid base64') from None
+
+
+def model_capacity(s: ServeSettings) -> int:
+    """Requests the model side holds: two batches per replica (one running, one forming)
+    plus ``max_queue`` waiting; the ingress answers 503 beyond it."""
+    replicas = s.max_replicas if s.max_replicas is not None else s.replicas
+    return 2 * s.max_batch_size * max(replicas, s.min_replicas or 1) + s.max_queue
+
+
+@serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0},
+                  graceful_shutdown_wait_loop_s=0.5)  # fmt: skip
+@serve.ingress(app)
+class Ingress:
+    """HTTP API; see README "Serving" and ``deploy/serving/server.py``."""
+
+    def __init__(self, settings: ServeSettings, segmenter) -> None:
+        # OpenCV's own cap, behind the header check (read once, at the first decode).
+        os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(settings.max_pixels)
+        self.s = settings
+        self.segmenter = segmenter
+        self.deploy = load_deploy_config(Path(settings.export_dir))
+        k = int(self.deploy.get("num_classes") or 256)
+        self.palette = self.deploy.get("palette") or codec.default_palette(k)
+        self.names = codec.class_names(self.deploy, settings.class_names)
+        self.backend = choose_backend(settings, self.deploy)
+        self.capacity = model_capacity(settings)
+
+    async def _segment(self, data: bytes, delay_s: float, start: float):
+        """(image, mask, model info) for an encoded image, within the request deadline."""
+        image = await asyncio.to_thread(codec.decode_image, data, self.s.max_pixels)
+        remaining = self.s.request_timeout_s - (time.perf_counter() - start)
+        if metrics.queue_depth() >= self.capacity:  # every batch slot taken, queue full
+            raise RequestError(503, "busy: the model's queue is full; retry",
+                               {"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
+        response = self.segmenter.remote(image, delay_s)
+        metrics.QUEUE.inc()
+        try:
+            result = await asyncio.wait_for(_await(response), timeout=max(remaining, 0.001))
+        except asyncio.TimeoutError:
+            response.cancel()
+            raise RequestError(504, f"no answer within {self.s.request_timeout_s} s "
+                                    "(--request_timeout_s)") from None  # fmt: skip
+        except BackPressureError:
+            raise RequestError(503, "busy: the model's queue is full; retry",
+                               {"Retry-After": str(RETRY_AFTER_S)}) from None  # fmt: skip
+        finally:
+            metrics.QUEUE.dec()
+        if "error" in result:
+            raise RequestError(result["status"], result["error"])
+        metrics.BATCH.observe(result["batch"])
+        return image, result["mask"], result
+
+    @app.post("/predict")
+    async def predict(self, request: Request, format: str = "png") -> Response:  # noqa: A002
+        start = time.perf_counter()
+        try:
+            if format not in ("png", "json", "overlay"):
+                raise RequestError(422, f"format={format!r}: use png, json or overlay")
+            delay = _delay_s(request)
+            data = await read_body(request, self.s.max_bytes)
+            image, mask, _ = await self._segment(data, delay, start)
+        except RequestError as err:
+            return _error(err)
+        if format == "json":
+            latency = (time.perf_counter() - start) * 1000
+            return JSONResponse(codec.summary(mask, self.names, latency))
+        if format == "overlay":
+            body = await asyncio.to_thread(codec.encode_overlay, image, mask, self.palette)
+            return Response(body, media_type="image/jpeg")
+        body = await asyncio.to_thread(codec.encode_png, mask, self.palette)
+        return Response(body, media_type="image/png")
+
+    @app.post("/semantic-segmentation")
+    async def paddlex(self, request: Request) -> JSONResponse:
+        """PaddleX's semantic-segmentation serving API (request {"image": base64, ...})."""
+        start, log_id = time.perf_counter(), str(uuid.uuid4())
+        try:
+            payload = await self._paddlex_payload(request)
+            data = _b64(payload["image"])
+            image, mask, _ = await self._segment(data, _delay_s(request), start)
+        except RequestError as err:
+            body = {"logId": log_id, "errorCode": err.status, "errorMsg": err.message}
+            return JSONResponse(body, status_code=err.status, headers=err.headers)
+        result = {"labelMap": mask.reshape(-1).tolist(), "size": [int(mask.shape[0]),
+                  int(mask.shape[1])], "image": None}  # fmt: skip
+        if payload.get("visualize"):
+            jpeg = await asyncio.to_thread(codec.encode_overlay, image, mask, self.palette)
+            result["image"] = base64.b64encode(jpeg).decode()
+        return JSONResponse({"logId": log_id, "errorCode": 0, "errorMsg": "Success",
+                             "result": result})  # fmt: skip
+
+    async def _paddlex_payload(self, request: Request) -> Dict[str, Any]:
+        raw = await read_body(request, self.s.max_bytes * 4 // 3 + 1024)  # base64 + JSON
+        try:
+            payload = json.loads(raw)
+        except ValueError as err:
+            raise RequestError(400, f"the body is not JSON: {err}") from None
+        image = payload.get("image") if isinstance(payload, dict) else None
+        if not isinstance(image, str) or not image:
+            raise RequestError(422, '"image" (a base64-encoded image file) is required')
+        if image.startswith(("http://", "https://", "ftp://", "file:")):
+            raise RequestError(422, "image URLs are not fetched (this server makes no outbound "
+                                    "requests): send the file's bytes base64-encoded")  # fmt: skip
+        if payload.get("targetSize") not in (None, -1):
+            raise RequestError(422, "targetSize is not supported: the export's own "
+                                    "preprocessing (deploy.yaml) sets the input size")  # fmt: skip
+        return payload
+
+    @app.get("/health")
+    async def health(self) -> Dict[str, Any]:
+        return {
+            "status": "ok", "backend": self.backend, "export_dir": self.s.export_dir,
+            "num_classes": self.deploy.get("num_classes"), "ingress_pid": os.getpid(),
+            "max_batch_size": self.s.max_batch_size, "queue_depth": metrics.queue_depth(),
+        }  # fmt: skip
+
+    @app.get("/metrics")
+    async def metrics(self) -> Response:
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)
+
+    @app.get("/classes")
+    async def classes(self) -> Dict[str, Any]:
+        return {"num_classes": self.deploy.get("num_classes"), "names": self.names,
+                "palette": self.palette}  # fmt: skip
+
+    @app.get("/")
+    async def index(self) -> Response:
+        page = STATIC_DIR / "index.html"
+        if page.is_file():
+            return FileResponse(page, media_type="text/html")
+        return HTMLResponse(PLACEHOLDER)
+
+
+def deployment_options(s: ServeSettings) -> Dict[str, Any]:
+    """Segmenter replicas, resources and queue bounds from the settings."""
+    actor: Dict[str, Any] = (
+        {"num_gpus": 1, "num_cpus": 1} if s.device == "gpu" else {"num_cpus": s.cpu_threads}
+    )
+    opts: Dict[str, Any] = {
+        "ray_actor_options": actor,
+        "max_ongoing_requests": 2 * s.max_batch_size,
+        # Ray's own bound is a backstop: its router counts requests still being assigned.
+        "max_queued_requests": model_capacity(s),
+        "backpressure_config": {"status_code": 503, "retry_after_s": RETRY_AFTER_S},
+        "graceful_shutdown_timeout_s": s.request_timeout_s + 5,
+    }
+    if s.min_replicas is not None or s.max_replicas is not None:
+        low = s.min_replicas if s.min_replicas is not None else 1
+        opts["autoscaling_config"] = {"min_replicas": low,
+                                      "max_replicas": max(low, s.max_replicas or low),
+                                      "target_ongoing_requests": s.max_batch_size}  # fmt: skip
+    else:
+        opts["num_replicas"] = s.replicas
+    return opts
+
+
+def build_app(args: Any) -> serve.Application:
+    """The application for ``ServeSettings`` or a dict of them (``serve run`` config args)."""
+    s = args if isinstance(args, ServeSettings) else ServeSettings.from_dict(dict(args))
+    segmenter = Segmenter.options(**deployment_options(s)).bind(s)
+    ingress_limit = model_capacity(s) + 16  # bounds bodies held in memory
+    ingress = Ingress.options(
+        max_ongoing_requests=ingress_limit, max_queued_requests=ingress_limit,
+        backpressure_config={"status_code": 503, "retry_after_s": RETRY_AFTER_S},
+        graceful_shutdown_timeout_s=s.request_timeout_s + 5,
+    )  # fmt: skip
+    return ingress.bind(s, segmenter)
+
+
+__all__ = ["ServeSettings", "build_app", "choose_backend", "deployment_options", "app"]
