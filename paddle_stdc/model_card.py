@@ -1,7 +1,7 @@
 """The README's model card, computed from the code: parameters and GMACs per model.
 
 ``python tools/model_card.py`` rewrites the table between the markers in README.md; a test
-fails when the README is out of date, so the numbers are never typed by hand.
+fails when docs/model_zoo.md is out of date, so the numbers are never typed by hand.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def model_card_rows(names: Sequence[str] = ()) -> List[ModelCardRow]:
 
 
 def render_table(rows: Sequence[ModelCardRow]) -> str:
-    """The markdown table, between the README markers."""
+    """The markdown table, between the markers in docs/model_zoo.md."""
     lines = [
         MARK_BEGIN,
         "| model | params (M) | eval-time params (M) | GMACs @ 512×1024 | training outputs |",

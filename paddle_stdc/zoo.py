@@ -3,9 +3,9 @@
 One table, :data:`PRETRAINED` (in the spirit of timm's pretrained configs), covers the released
 weights of the reference projects for the models this package builds: PaddleSeg's (Paddle
 files that load as they are), the official STDC-Seg files, mmsegmentation's, sssegmentation's
-and CoinCheung's (PyTorch files, converted by :mod:`paddle_stdc.convert`). The README's
-model-zoo table is generated from it (``python tools/model_zoo.py``) and a test fails when the
-README is stale. An entry knows the model and options its weights need, their normalisation
+and CoinCheung's (PyTorch files, converted by :mod:`paddle_stdc.convert`). The model-zoo
+table of docs/model_zoo.md is generated from it (``python tools/model_zoo.py``) and a test
+fails when it is stale. An entry knows the model and options its weights need, their normalisation
 and number of classes, and what proves that the converted network computes what the source's
 code computes (``proof``); ``paddle_stdc.create_model(entry.model, pretrained=entry.name)``
 builds and loads it.

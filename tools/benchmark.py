@@ -1,4 +1,4 @@
-"""CPU inference benchmark, measured side by side in one run, written into the README.
+"""CPU inference benchmark, measured side by side in one run, written into docs/deployment.md.
 
 For each model: the project's default Paddle Inference path (oneDNN, with the deploy code's
 CPU pass fixes: PIR placement and transfer_layout passes removed), Paddle Inference without
@@ -260,7 +260,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--no_readme", action="store_true", help="print only, do not edit README.md")
+    p.add_argument("--no_readme", action="store_true", help="print only, leave the docs alone")
     p.add_argument(
         "--accuracy_export",
         type=Path,
@@ -277,7 +277,7 @@ def main(argv=None) -> None:
         )  # fmt: skip
         print(table)
         if not args.no_readme:
-            write_block(ROOT / "README.md", ACC_BEGIN, ACC_END, table)
+            write_block(ROOT / "docs" / "deployment.md", ACC_BEGIN, ACC_END, table)
         return
     rows = []
     for name in args.models or paddle_stdc.list_models():
@@ -286,7 +286,7 @@ def main(argv=None) -> None:
     table = render(rows, args.shape, args.threads)
     print(table)
     if not args.no_readme:
-        write_block(ROOT / "README.md", MARK_BEGIN, MARK_END, table)
+        write_block(ROOT / "docs" / "deployment.md", MARK_BEGIN, MARK_END, table)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ reads it, ``dataset[k]`` of this project's ``Cityscapes`` (checked reading, uint
 the transforms take it) against PaddleSeg 2.8's ``Cityscapes`` with its stock transforms.
 Images: generated street scenes (paddle_stdc.data.synthetic) of --size, 2048x1024 by default.
 
-    python tools/benchmark_pipeline.py                  # measure and rewrite the README table
+    python tools/benchmark_pipeline.py      # measure and rewrite the table in docs/data.md
     python tools/benchmark_pipeline.py --no_readme --size 512 256 --rounds 2
 """
 
@@ -161,7 +161,7 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--cpu", type=int, default=0, help="the core to pin to")
     p.add_argument("--no_decode", action="store_true", help="skip the with-PNG-decode rows")
-    p.add_argument("--no_readme", action="store_true", help="print only, do not edit README.md")
+    p.add_argument("--no_readme", action="store_true", help="print only, do not edit docs/data.md")
     args = p.parse_args(argv)
     args.argv = [a for a in argv if a != "--no_readme"]
     pin_one_core(args.cpu)
@@ -201,7 +201,7 @@ def main(argv=None) -> None:
     table = render(rows, args)
     print(table)
     if not args.no_readme:
-        write_block(ROOT / "README.md", MARK_BEGIN, MARK_END, table)
+        write_block(ROOT / "docs" / "data.md", MARK_BEGIN, MARK_END, table)
 
 
 if __name__ == "__main__":

@@ -422,8 +422,8 @@ def main(argv=None) -> Dict[str, Any]:
     if args.update_readme:
         from paddle_stdc.utils.readme import write_block  # the project's README generator
 
-        write_block(ROOT / "README.md", README_BEGIN, README_END, table)
-        print(f"README.md updated between {README_BEGIN} ... {README_END}")
+        write_block(ROOT / "docs" / "serving.md", README_BEGIN, README_END, table)
+        print(f"docs/serving.md updated between {README_BEGIN} ... {README_END}")
     return report
 
 

@@ -1,7 +1,7 @@
 """Regenerate the README model card (params, GMACs at 512x1024) from the registered models.
 
-python tools/model_card.py            # rewrites README.md in place
-python tools/model_card.py --check    # exit 1 if README.md is out of date
+python tools/model_card.py            # rewrites docs/model_zoo.md in place
+python tools/model_card.py --check    # exit 1 if docs/model_zoo.md is out of date
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from paddle_stdc.model_card import MARK_BEGIN, MARK_END, model_card_rows, render_table
 from paddle_stdc.utils.readme import replace_block
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "model_zoo.md"
 
 
 def main(argv=None) -> None:
@@ -25,7 +25,7 @@ def main(argv=None) -> None:
     if args.check:
         sys.exit(0 if updated == text else 1)
     README.write_text(updated)
-    print("README.md model card updated")
+    print("docs/model_zoo.md model card updated")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""Regenerate the README's model-zoo tables from paddle_stdc.zoo.PRETRAINED.
+"""Regenerate the model-zoo tables of docs/model_zoo.md from paddle_stdc.zoo.PRETRAINED.
 
-python tools/model_zoo.py            # rewrites README.md in place
-python tools/model_zoo.py --check    # exit 1 if README.md is out of date
+python tools/model_zoo.py            # rewrites docs/model_zoo.md in place
+python tools/model_zoo.py --check    # exit 1 if docs/model_zoo.md is out of date
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from paddle_stdc.utils.readme import replace_block
 from paddle_stdc.zoo import MARK_BEGIN, MARK_END, render_zoo_table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "model_zoo.md"
 
 
 def main(argv=None) -> int:
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     if args.check:
         return 0 if updated == text else 1
     README.write_text(updated)
-    print("README.md model zoo updated")
+    print("docs/model_zoo.md model zoo updated")
     return 0
 
 

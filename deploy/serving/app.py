@@ -242,7 +242,7 @@ def model_capacity(s: ServeSettings) -> int:
                   graceful_shutdown_wait_loop_s=0.5)  # fmt: skip
 @serve.ingress(app)
 class Ingress:
-    """HTTP API; see README "Serving" and ``deploy/serving/server.py``."""
+    """HTTP API; see docs/serving.md and ``deploy/serving/server.py``."""
 
     def __init__(self, settings: ServeSettings, segmenter) -> None:
         # OpenCV's own cap, behind the header check (read once, at the first decode).

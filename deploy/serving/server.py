@@ -8,7 +8,7 @@
 Starts a local Ray (or joins a running cluster with ``--address auto``), runs the application
 of ``deploy/serving/app.py`` and serves until SIGINT/SIGTERM; then it stops taking requests,
 lets the ones in flight finish and exits. On a cluster ``serve run
-deploy/serving/serve_config.yaml`` does the same. Endpoints (README "Serving"):
+deploy/serving/serve_config.yaml`` does the same. Endpoints (docs/serving.md):
 
     POST /predict[?format=png|json|overlay]   image bytes -> PNG mask / JSON summary / JPEG
     POST /semantic-segmentation               PaddleX's JSON API ({"image": base64})

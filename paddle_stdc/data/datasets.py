@@ -283,7 +283,7 @@ class Cityscapes(CheckedDatasetMixin, psd.Cityscapes):
         mode = mode.lower()
         if mode not in ("train", "val", "test"):
             raise ValueError(f"Cityscapes mode must be train, val or test, got {mode!r}")
-        root = _require_root(dataset_root, "Cityscapes", "prepare it as README section 'Data' says")
+        root = _require_root(dataset_root, "Cityscapes", "prepare it as docs/data.md says")
         for sub in ("leftImg8bit", "gtFine"):
             if not os.path.isdir(os.path.join(root, sub, mode)):
                 raise FileNotFoundError(f"Cityscapes: {os.path.join(root, sub, mode)} is missing")
