@@ -14,7 +14,7 @@ from paddleseg.datasets import Dataset as PaddleSegDataset
 from paddleseg.transforms import Normalize, Padding, Resize
 
 from paddle_stdc.engine import runtime as runtime_module
-from paddle_stdc.engine.evaluator import describe_protocol, evaluate
+from paddle_stdc.engine.evaluator import evaluate
 from paddle_stdc.engine.inference import (
     EVAL_PRESETS,
     EvalProtocol,
@@ -522,6 +522,10 @@ def test_reverse_transform_reads_dataloader_collated_trans_info():
     mixed = [[["padding", "padding"], [paddle.to_tensor([5, 4]), paddle.to_tensor([6, 6])]]]
     with pytest.raises(ValueError, match="batch size 1"):
         reverse_transform(paddle.randn([2, K, 8, 8]), mixed)
+
+
+def describe_protocol(**options) -> str:
+    return EvalProtocol(**options).describe()
 
 
 def test_describe_protocol_names_every_option():

@@ -64,14 +64,6 @@ class EvalResult:
         return f"#Images: {self.num_samples} {self.metrics.summary()} [{self.protocol}]"
 
 
-def describe_protocol(**options: Any) -> str:
-    """Label for reported numbers, e.g. 'full resolution' or 'Seg50 (0.5x input), flip'.
-
-    ``options`` are the fields of :class:`EvalProtocol`.
-    """
-    return EvalProtocol(**options).describe()
-
-
 def _shard(num_samples: int) -> Tuple[List[int], int, int]:
     """This process's dataset indices (rank::world_size), its rank and the world size."""
     world = paddle.distributed.get_world_size()
