@@ -10,7 +10,8 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_stdc.engine.config import Builder, ExpWarmupPolyDecay, load_config
+from paddle_stdc.engine.config import Builder, load_config
+from paddle_stdc.engine.schedules import ExpWarmupPolyDecay
 from paddle_stdc.engine.trainer import schedule_lrs
 from paddle_stdc.losses.detail_aggregate import DetailAggregateLoss, decayed_kernels
 

@@ -3,7 +3,7 @@
 A PaddleSeg user's YAML (``_base_`` inheritance, ``--opts key=value``) works unchanged; after
 ``import paddle_stdc`` the registries yield this project's models and losses. Two additions:
 ``pretrained=False`` nulls every ``pretrained`` key of the model (tests, offline runs), and
-``lr_scheduler.type: ExpWarmupPolyDecay`` is the official STDC-Seg schedule.
+``lr_scheduler.type`` may also name a schedule of :mod:`paddle_stdc.engine.schedules`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from paddleseg.cvlibs import Config, SegBuilder
 
 import paddle_stdc  # noqa: F401  (registers our components before anything is built)
 from paddle_stdc import zoo
+from paddle_stdc.engine.schedules import OWN_SCHEDULERS
 from paddle_stdc.engine.validate import ConfigError
 from paddle_stdc.weights import load_pretrained
 
@@ -60,46 +61,6 @@ def load_config(
     return cfg
 
 
-class ExpWarmupPolyDecay(paddle.optimizer.lr.LRScheduler):
-    """The official STDC-Seg schedule (its ``optimizer_loss.py``): at step ``k``
-
-    * ``k <= warmup_steps``: ``start_lr * (learning_rate / start_lr) ** (k / warmup_steps)``
-      (geometric warm-up; PaddleSeg's ``warmup_iters`` is linear);
-    * then ``learning_rate * (1 - (k - warmup_steps) / (decay_steps - warmup_steps)) ** power``.
-
-    ``decay_steps`` is the run's length; the Builder fills in the config's ``iters``.
-    """
-
-    def __init__(
-        self,
-        learning_rate: float,
-        decay_steps: Optional[int] = None,
-        warmup_steps: int = 1000,
-        start_lr: float = 1e-5,
-        power: float = 0.9,
-        last_epoch: int = -1,
-    ) -> None:
-        if decay_steps is None or decay_steps <= warmup_steps:
-            raise ValueError(f"decay_steps must exceed warmup_steps, got {decay_steps}")
-        if warmup_steps < 1 or start_lr <= 0:
-            raise ValueError("warmup_steps must be >= 1 and start_lr > 0")
-        self.decay_steps, self.warmup_steps = int(decay_steps), int(warmup_steps)
-        self.start_lr, self.power = float(start_lr), float(power)
-        self.warmup_factor = (learning_rate / start_lr) ** (1.0 / warmup_steps)
-        super().__init__(learning_rate, last_epoch)
-
-    def get_lr(self) -> float:
-        k = self.last_epoch
-        if k <= self.warmup_steps:
-            return self.start_lr * self.warmup_factor**k
-        done = (k - self.warmup_steps) / (self.decay_steps - self.warmup_steps)
-        return self.base_lr * max(1.0 - done, 0.0) ** self.power
-
-
-# Registered where PaddleSeg's builder and the config validation look schedules up.
-paddle.optimizer.lr.ExpWarmupPolyDecay = ExpWarmupPolyDecay
-
-
 def _entry_options(ref: Any, cfg: Dict[str, Any]) -> Dict[str, Any]:
     """Model options a zoo entry's weights need, for a component config that names it as
     ``pretrained`` (the config's own keys win)."""
@@ -137,11 +98,11 @@ class Builder(SegBuilder):
     def new_lr_scheduler(self) -> paddle.optimizer.lr.LRScheduler:
         """A fresh scheduler of the config at step 0 (not the optimizer's)."""
         cfg = self.config.lr_scheduler_cfg
-        if cfg.get("type") != ExpWarmupPolyDecay.__name__:
+        if cfg.get("type") not in OWN_SCHEDULERS:
             return SegBuilder.lr_scheduler.func(self)
-        cfg.pop("type")
+        schedule = OWN_SCHEDULERS[cfg.pop("type")]
         cfg.setdefault("decay_steps", self.config.iters)
-        return ExpWarmupPolyDecay(**cfg)
+        return schedule(**cfg)
 
     @property
     def optimizer(self) -> paddle.optimizer.Optimizer:

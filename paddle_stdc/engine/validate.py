@@ -23,6 +23,8 @@ import paddle
 import paddle.nn as nn
 from paddleseg.cvlibs import Config, manager
 
+from paddle_stdc.engine.schedules import OWN_SCHEDULERS
+
 #: Top-level keys PaddleSeg 2.8's Config and this project read.
 TOP_LEVEL_KEYS = frozenset({
     "_base_", "_inherited_", "batch_size", "iters", "train_dataset", "val_dataset",
@@ -160,9 +162,10 @@ def _check_optimizer(opt: Any) -> None:
 def _schedulers() -> Dict[str, Any]:
     lr = paddle.optimizer.lr
     classes = {n: getattr(lr, n) for n in dir(lr) if inspect.isclass(getattr(lr, n))}
-    return {
+    known = {
         n: c for n, c in classes.items() if issubclass(c, lr.LRScheduler) and n != "LRScheduler"
     }
+    return {**known, **OWN_SCHEDULERS}
 
 
 def _check_lr_scheduler(sched: Any) -> None:
@@ -175,7 +178,7 @@ def _check_lr_scheduler(sched: Any) -> None:
     if name not in known:
         raise ConfigError(
             f"lr_scheduler.type: unknown schedule {name!r}{_suggest(str(name), sorted(known))} "
-            f"(paddle.optimizer.lr has: {', '.join(sorted(known))})"
+            f"(known schedules: {', '.join(sorted(known))})"
         )
     _check_arguments("lr_scheduler", sched, known[name], WARMUP_KEYS)
     if ("warmup_iters" in sched) != ("warmup_start_lr" in sched):
