@@ -6,6 +6,7 @@ OpenCV and PyYAML.
 
     deploy.schema        deploy.yaml: keys, defaults, version, writer, reader/validator
     deploy.images        which images a command works on, and their output names
+    deploy.visual        masks as pictures: palette PNG and colour overlay
     deploy.python        predictors (Paddle Inference, ONNX Runtime), infer.py, quantize.py
     deploy.serving       Ray Serve application (FastAPI ingress, batching, limits, web page)
 """

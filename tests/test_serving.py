@@ -35,8 +35,9 @@ import pytest
 from PIL import Image
 
 from deploy.serving.app import ServeSettings, choose_backend, deployment_options
-from deploy.serving.codec import RequestError, decode_image, encode_png, summary
+from deploy.serving.codec import RequestError, decode_image, summary
 from deploy.serving.imageinfo import ImageHeaderError, image_size
+from deploy.visual import palette_png
 
 from .conftest import ROOT
 
@@ -282,7 +283,7 @@ def test_decode_image_checks_pixels_before_decoding():
 
 def test_png_and_summary():
     mask = np.array([[0, 1], [1, 3]], np.uint8)
-    decoded = Image.open(io.BytesIO(encode_png(mask, [[0, 0, 0], [1, 2, 3]])))
+    decoded = Image.open(io.BytesIO(palette_png(mask, [[0, 0, 0], [1, 2, 3]])))
     assert decoded.mode == "P" and (np.asarray(decoded) == mask).all()
     assert decoded.getpalette()[3:6] == [1, 2, 3]
     got = summary(mask, ["a", "b", "c", "d"], 1.234)

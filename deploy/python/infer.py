@@ -43,6 +43,7 @@ try:
         palette_array,
         segment_video,
     )
+    from deploy.visual import palette_png
 except ModuleNotFoundError as _err:  # run as a file without `pip install -e .`
     raise SystemExit(f"infer.py: error: {_err}; run `pip install -e .`") from None
 
@@ -260,13 +261,9 @@ def _read_image(path: Path) -> np.ndarray:
 
 def save(mask: np.ndarray, image: np.ndarray, palette: np.ndarray, out_dir: Path, name: str):
     """``out_dir/name.png`` (palette PNG of class ids) and ``out_dir/name_overlay.jpg``."""
-    from PIL import Image
-
     target = out_dir / f"{name}.png"
     target.parent.mkdir(parents=True, exist_ok=True)
-    pil = Image.fromarray(mask, mode="P")
-    pil.putpalette(palette.reshape(-1).tolist())
-    pil.save(target)
+    target.write_bytes(palette_png(mask, palette))
     cv2.imwrite(str(out_dir / f"{name}_overlay.jpg"), overlay(image, mask, palette))
 
 

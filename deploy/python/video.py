@@ -20,6 +20,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import cv2
 import numpy as np
 
+from deploy.visual import full_palette
+from deploy.visual import overlay as blend
+
 FOURCC = "mp4v"
 DEFAULT_FPS = 30.0  # cameras often report 0 frames per second
 _END = object()  # end-of-stream marker on the queues
@@ -61,19 +64,14 @@ class VideoStats:
 
 def palette_array(deploy: Dict[str, Any]) -> np.ndarray:
     """(256, 3) uint8 RGB colours: deploy.yaml's palette, else fixed pseudo-random colours."""
-    palette = np.zeros((256, 3), np.uint8)
     if deploy.get("palette"):
-        given = np.asarray(deploy["palette"], np.uint8)
-        palette[: len(given)] = given
-    else:
-        palette[:] = np.random.RandomState(0).randint(0, 255, (256, 3))
-    return palette
+        return full_palette(deploy["palette"])
+    return np.random.RandomState(0).randint(0, 255, (256, 3)).astype(np.uint8)
 
 
 def overlay(image_bgr: np.ndarray, mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """The image blended with the mask's palette colours (40% image, 60% colour), BGR uint8."""
-    color = palette[mask][..., ::-1].astype(np.float32)  # RGB palette -> BGR
-    return (image_bgr.astype(np.float32) * 0.4 + color * 0.6).astype(np.uint8)
+    return blend(image_bgr, mask, palette, weight=0.6)
 
 
 def check_source(source: Union[str, int]) -> None:

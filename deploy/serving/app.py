@@ -35,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 from deploy.python.predictor import load_deploy_config
 from deploy.serving import codec, metrics
 from deploy.serving.codec import RequestError
+from deploy.visual import palette_png
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 BACKENDS = ("auto", "paddle", "onnxruntime")
@@ -298,7 +299,7 @@ class Ingress:
         if format == "overlay":
             body = await asyncio.to_thread(codec.encode_overlay, image, mask, self.palette)
             return Response(body, media_type="image/jpeg")
-        body = await asyncio.to_thread(codec.encode_png, mask, self.palette)
+        body = await asyncio.to_thread(palette_png, mask, self.palette)
         return Response(body, media_type="image/png")
 
     @app.post("/semantic-segmentation")

@@ -7,7 +7,6 @@ or a per-class pixel summary.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -15,6 +14,7 @@ import cv2
 import numpy as np
 
 from deploy.serving.imageinfo import ImageHeaderError, image_size
+from deploy.visual import overlay
 
 CITYSCAPES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
               "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
@@ -90,24 +90,9 @@ def read_class_names(value: Optional[str]) -> Optional[List[str]]:
     return [name.strip() for name in value.split(",")]
 
 
-def encode_png(mask: np.ndarray, palette: Sequence[Sequence[int]]) -> bytes:
-    """A palette ('P' mode) PNG whose pixel values are the class ids."""
-    from PIL import Image
-
-    pil = Image.fromarray(mask.astype(np.uint8), mode="P")
-    full = np.zeros((256, 3), np.uint8)
-    full[: len(palette)] = np.asarray(palette, np.uint8)[:256]
-    pil.putpalette(full.reshape(-1).tolist())
-    buf = io.BytesIO()
-    pil.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def encode_overlay(image: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]]) -> bytes:
     """JPEG of the image blended half-and-half with the mask's colours."""
-    colours = np.zeros((256, 3), np.uint8)
-    colours[: len(palette)] = np.asarray(palette, np.uint8)[:256, ::-1]  # RGB -> BGR
-    blend = cv2.addWeighted(image, 0.5, colours[mask], 0.5, 0)
+    blend = overlay(image, mask, palette, weight=0.5)
     return cv2.imencode(".jpg", blend, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 
