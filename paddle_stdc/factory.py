@@ -20,8 +20,9 @@ from paddle_stdc.weights import load_pretrained
 
 
 def _entry_options(ref: Optional[str], model: str, kwargs: dict, backbone: bool) -> dict:
-    # ``backbone``: ``ref`` is given as ``backbone_pretrained`` (weights of a backbone model).
-    """Model options of the zoo entry ``ref`` (if it is one), under the caller's own ones."""
+    """Model options (and number of classes) of the zoo entry ``ref`` if it is one, under the
+    caller's own ones (:func:`paddle_stdc.zoo.entry_options`), after checking the entry holds
+    weights of ``model`` (``backbone``: ``ref`` was given as ``backbone_pretrained``)."""
     if not ref or not zoo.is_entry(ref):
         return {}
     entry = zoo.get_pretrained(ref)
@@ -29,10 +30,10 @@ def _entry_options(ref: Optional[str], model: str, kwargs: dict, backbone: bool)
         raise ValueError(f"{ref} holds weights of {entry.model}: pass it as `pretrained`")
     if not backbone and entry.model != model:
         raise ValueError(f"{ref} holds weights of {entry.model}, not of {model}")
-    options = dict(entry.model_kwargs)
-    if not backbone and entry.num_classes is not None:
+    options = zoo.entry_options(ref, kwargs)
+    if not backbone and entry.num_classes is not None and "num_classes" not in kwargs:
         options["num_classes"] = entry.num_classes
-    return {k: v for k, v in options.items() if k not in kwargs}
+    return options
 
 
 def create_model(

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from paddle_stdc.utils.download import (
     ChecksumError,
@@ -420,6 +420,14 @@ def get_pretrained(name: str) -> PretrainedCfg:
         return _BY_NAME[name]
     except KeyError:
         raise KeyError(f"unknown weights {name!r}; known: {', '.join(sorted(_BY_NAME))}") from None
+
+
+def entry_options(ref: object, given: Mapping[str, object]) -> Dict[str, object]:
+    """The model options the weights ``ref`` need if it names an entry (else none), except
+    those in ``given``: the caller's own options win."""
+    if not is_entry(ref):
+        return {}
+    return {k: v for k, v in get_pretrained(ref).model_kwargs.items() if k not in given}
 
 
 def fetch(

@@ -12,14 +12,12 @@ import copy
 from typing import Any, Dict, Optional, Sequence
 
 import paddle
-import paddle.nn as nn
 from paddleseg.cvlibs import Config, SegBuilder
 
 import paddle_stdc  # noqa: F401  (registers our components before anything is built)
-from paddle_stdc import zoo
 from paddle_stdc.engine.schedules import OWN_SCHEDULERS
 from paddle_stdc.engine.validate import ConfigError
-from paddle_stdc.weights import load_pretrained
+from paddle_stdc.utils.download import WeightsUnavailableError
 
 
 def _null_pretrained(cfg: Any) -> Any:
@@ -61,29 +59,25 @@ def load_config(
     return cfg
 
 
-def _entry_options(ref: Any, cfg: Dict[str, Any]) -> Dict[str, Any]:
-    """Model options a zoo entry's weights need, for a component config that names it as
-    ``pretrained`` (the config's own keys win)."""
-    if not zoo.is_entry(ref):
-        return {}
-    return {k: v for k, v in zoo.get_pretrained(ref).model_kwargs.items() if k not in cfg}
+#: Errors of weights and configs that PaddleSeg's builder would bury in a RuntimeError.
+_USER_ERRORS = (ConfigError, WeightsUnavailableError)
 
 
 class Builder(SegBuilder):
-    """PaddleSeg's ``SegBuilder`` that also builds :class:`ExpWarmupPolyDecay` and loads
-    ``pretrained`` weights (a zoo entry, a path or a URL) after building a component, with the
-    options a zoo entry's weights need."""
+    """PaddleSeg's ``SegBuilder`` that also builds :class:`ExpWarmupPolyDecay`, quietly.
+
+    ``pretrained`` weights (a zoo entry, a path or a URL) are loaded by the registered
+    factories (:func:`paddle_stdc.registry.build_pretrained`), as under PaddleSeg's own
+    ``SegBuilder``; a missing file or a bad key surfaces as its own one-line error."""
 
     def build_component(self, cfg: Dict[str, Any]) -> Any:
-        cfg = dict(cfg)
-        ref = cfg.pop("pretrained", None)
-        if not ref:
+        try:
             return super().build_component(cfg)
-        component = super().build_component({**cfg, **_entry_options(ref, cfg)})
-        if not isinstance(component, nn.Layer):
-            raise ConfigError(f"{cfg.get('type')}: `pretrained` given to a non-layer component")
-        load_pretrained(component, ref)
-        return component
+        except RuntimeError as err:  # PaddleSeg re-raises every failure as "Tried to create"
+            cause = err.__context__
+            if isinstance(cause, _USER_ERRORS) and not isinstance(err, _USER_ERRORS):
+                raise cause from None
+            raise
 
     @classmethod
     def show_msg(cls, name: str, cfg: Dict[str, Any]) -> None:

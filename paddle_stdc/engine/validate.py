@@ -126,8 +126,9 @@ def _check_keys(where: str, comp: Dict[str, Any], registry: Any = None) -> None:
     if "type" not in comp:
         raise ConfigError(f"{where}: no `type` key; name the component class")
     cls = _component_class(comp["type"], where, registry)
-    # `pretrained` is loaded by the Builder after building, not by a constructor
-    _check_arguments(where, comp, cls, ["pretrained"])
+    # networks take `pretrained` (our registered factories load it after building them)
+    networks = registry in (manager.MODELS, manager.BACKBONES)
+    _check_arguments(where, comp, cls, ["pretrained"] if networks else [])
 
 
 def _check_loss_section(loss: Any) -> None:
