@@ -78,10 +78,13 @@ def _accepts(build: Callable, key: str) -> bool:
 
 
 def _rebuild_backbone(backbone: Any, options: Dict[str, Any], name: str, ref: str) -> nn.Layer:
-    """``backbone`` built again with the ``options`` it was not given (its own keys win)."""
+    """``backbone`` built again with the ``options`` it was not given (its own keys win); a
+    :class:`~paddle_stdc.engine.validate.ConfigError` when it cannot take them."""
+    from paddle_stdc.engine.validate import ConfigError  # late: a user error, rarely raised
+
     record = _BUILT.get(backbone) if isinstance(backbone, nn.Layer) else None
     if record is None or not all(_accepts(record[0], k) for k in options):
-        raise ValueError(
+        raise ConfigError(
             f"{name}: the weights {ref} need the options {options}, which neither {name} nor "
             "its backbone takes; give a model whose backbone takes them"
         )
@@ -92,9 +95,10 @@ def _rebuild_backbone(backbone: Any, options: Dict[str, Any], name: str, ref: st
     try:
         return build_pretrained(build, {**given, **missing})
     except TypeError as err:
-        raise ValueError(
-            f"{name}: the weights {ref} need the backbone options {missing}; set them under "
-            f"`model.backbone` or choose a backbone type built that way ({err})"
+        raise ConfigError(
+            f"{name}: the weights {ref} need the backbone options {missing}, which its "
+            f"backbone type fixes ({err}); use a backbone class that takes them (e.g. "
+            "`type: ResNet` with `depth`) or set them under `model.backbone`"
         ) from err
 
 

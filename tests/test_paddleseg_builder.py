@@ -332,6 +332,35 @@ def test_entry_options_through_our_builder_with_a_patched_loader(tmp_path, monke
     assert model.aux_head4.conv_1x1.weight.shape[1] == options["aux_channels"][3][-1]
 
 
+BISENETV1_FORM = """  type: BiSeNetV1
+  backbone:
+    type: {backbone}
+  pretrained: {pretrained}"""
+
+
+@pytest.mark.slow
+def test_model_entry_options_split_between_model_and_backbone(tmp_path, monkeypatch):
+    """An mmseg BiSeNetV1 entry needs ``ffm`` (a BiSeNetV1 argument) and ``stem='plain'`` (a
+    ResNet one): the model takes the first, the backbone is built again with the second; a
+    backbone type that fixes its stem (ResNet18V1c) gets a clear error instead."""
+    from paddle_stdc.models.bisenetv1 import _FFMS
+
+    monkeypatch.setattr("paddle_stdc.registry.load_pretrained", lambda layer, ref: None)
+    name = "mmseg_bisenetv1_r18_cityscapes"
+    assert zoo.get_pretrained(name).model_kwargs == {"stem": "plain", "ffm": "conv_bn"}
+    backbone = "ResNet\n    depth: 18"
+    path = _paddleseg_config(tmp_path, BISENETV1_FORM, backbone=backbone, pretrained=name)
+    model = SegBuilder(Config(str(path))).model
+    assert isinstance(model.ffm, _FFMS["conv_bn"])
+    convs = [p.shape[-1] for p in model.cp.backbone.stem.parameters() if p.ndim == 4]
+    assert convs[0] == 7  # the plain 7x7 stem; the deep stem starts with a 3x3
+    path = _paddleseg_config(tmp_path, BISENETV1_FORM, backbone="ResNet18V1c", pretrained=name)
+    with pytest.raises(ConfigError, match=r"stem.*type: ResNet"):  # the tools' one-line error
+        _ = Builder(load_config(str(path))).model
+    with pytest.raises(RuntimeError, match=r"stem.*type: ResNet"):  # in PaddleSeg's wrapper
+        _ = SegBuilder(Config(str(path))).model
+
+
 def test_missing_weights_are_one_clear_error(tmp_path):
     """A missing file is named by PaddleSeg's builder (in its RuntimeError) and by ours (as
     itself, for the tools' one-line errors)."""
