@@ -147,7 +147,7 @@ def make_synthetic_camvid(
         (root / f"{split}annot").mkdir(parents=True, exist_ok=True)
         lines = []
         for idx in range(count):
-            name = f"0001TP_{s_idx:02d}{idx:04d}.png"
+            name = f"synth_{split}_{idx:04d}.png"
             img_path, lbl_path = root / split / name, root / f"{split}annot" / name
             lines.append(f"/SegNet/CamVid/{split}/{name} /SegNet/CamVid/{split}annot/{name}\n")
             if img_path.exists() and lbl_path.exists():
