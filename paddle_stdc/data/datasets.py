@@ -19,7 +19,8 @@ PaddleSeg 2.8, and why:
 Samples are handed to PaddleSeg's ``Compose`` as it would read them itself (BGR float32 image,
 label as ``np.asarray(Image.open(path))``), so the transforms behave exactly as in PaddleSeg --
 except that when every transform takes uint8 (:mod:`paddle_stdc.data.transforms`), the image
-stays uint8, which saves the float32 copy and its conversions (see README, input pipeline).
+stays uint8, which saves the float32 copy and its conversions (see "Input pipeline speed" in
+docs/data.md).
 """
 
 from __future__ import annotations

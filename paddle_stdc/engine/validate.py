@@ -225,12 +225,11 @@ def dataset_ignore_index(dataset: Dict[str, Any]) -> int:
 
 @dataclass
 class LabelFill:
-    """The value a dataset transform pads labels with, and whether the config gave it."""
+    """The value a dataset transform pads labels with."""
 
     key: str  # e.g. "train_dataset.transforms[1].label_padding_value"
     transform: str
     value: Any
-    from_config: bool
     num_classes: Optional[int]
     ignore_index: int
 
@@ -245,8 +244,11 @@ class LabelFill:
         )  # fmt: skip
 
     def describe(self) -> str:
-        how = "set in the config" if self.from_config else "the dataset's ignore_index"
-        return f"{self.transform} pads labels with {self.value} ({how})"
+        if self.value == self.ignore_index:
+            how = " (the dataset's ignore_index)"
+        else:
+            how = " (a class id)" if self.ok else " (neither a class nor the ignore_index!)"
+        return f"{self.transform} pads labels with {self.value}{how}"
 
     def error(self) -> str:
         classes = f"a class id (0..{self.num_classes - 1})" if self.num_classes else "a class id"
@@ -275,11 +277,9 @@ def fill_label_padding(dic: Dict[str, Any]) -> List[LabelFill]:
                 t.setdefault("ignore_index", ignore_index)
             for key in LABEL_FILL_KEYS:
                 if key in params:
-                    given = key in t
                     t.setdefault(key, ignore_index)
                     where = f"{split}.transforms[{i}].{key}"
-                    fills.append(LabelFill(where, t["type"], t[key], given, num_classes,
-                                           ignore_index))  # fmt: skip
+                    fills.append(LabelFill(where, t["type"], t[key], num_classes, ignore_index))
     return fills
 
 
