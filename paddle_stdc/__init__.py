@@ -5,11 +5,17 @@ component managers (replacing PaddleSeg's entries of the same name), so PaddleSe
 YAML configs build this project's Paddle-3-correct classes and its fast uint8 transforms.
 """
 
-from paddle_stdc import losses, models  # noqa: F401  (registration side effects)
-from paddle_stdc.data import datasets  # noqa: F401
-from paddle_stdc.data import transforms as _transforms  # noqa: F401  (registers transforms)
-from paddle_stdc.factory import create_model
-from paddle_stdc.registry import list_models
+from paddle_stdc.utils import quiet
+
+quiet.import_paddle()  # before anything else imports Paddle: its import-time notices held back
+
+from paddle_stdc import losses, models  # noqa: E402, F401  (registration side effects)
+from paddle_stdc.data import datasets  # noqa: E402, F401
+from paddle_stdc.data import transforms as _transforms  # noqa: E402, F401  (registers them)
+from paddle_stdc.factory import create_model  # noqa: E402
+from paddle_stdc.registry import list_models  # noqa: E402
+
+quiet.install()  # PaddleSeg's num_classes notice: validate_config checks num_classes
 
 __version__ = "0.1.0"
 __all__ = ["create_model", "list_models", "__version__"]

@@ -1,8 +1,9 @@
 """The docs: README is short and links every page; every command marked runnable runs.
 
 A fenced ``bash`` block right after a ``<!-- runnable -->`` line in README.md or docs/*.md is
-run line by line from the repository root (cheap commands only: --help, --check); each must
-exit 0.
+run from the repository root, its lines in order as one test (a walk-through's later steps
+read what the earlier ones wrote); each line must exit 0. Keep them cheap: --help, --check,
+or a few iterations on generated data under data/ and output/ (both git-ignored).
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUNNABLE = re.compile(r"<!-- runnable -->\n```bash\n(.*?)```", re.S)
 
 
-def runnable_commands():
+def runnable_blocks():
+    """(page, [command, ...]) of every runnable block."""
     found = []
     for path in DOCS:
         for block in RUNNABLE.findall(path.read_text()):
-            found += [(path.name, line) for line in block.splitlines() if line.strip()]
+            found.append((path.name, [line for line in block.splitlines() if line.strip()]))
     return found
 
 
-COMMANDS = runnable_commands()
-assert COMMANDS, "no runnable commands found in the docs"
+BLOCKS = runnable_blocks()
+assert BLOCKS, "no runnable commands found in the docs"
 
 
 def test_readme_is_short_and_links_every_page():
@@ -48,14 +50,17 @@ def test_relative_links_resolve():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page,command", COMMANDS, ids=[c for _, c in COMMANDS])
-def test_runnable_command(page, command):
-    argv = shlex.split(command)
-    assert argv[0] == "python", f"{page}: runnable commands start with python: {command}"
-    done = subprocess.run(
-        [sys.executable, *argv[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, f"{page}: `{command}` exited {done.returncode}:\n{done.stderr}"
+@pytest.mark.parametrize("page,commands", BLOCKS, ids=[f"{p}:{c[0]}" for p, c in BLOCKS])
+def test_runnable_block(page, commands):
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[0] == "python", f"{page}: runnable commands start with python: {command}"
+        done = subprocess.run(
+            [sys.executable, *argv[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, (
+            f"{page}: `{command}` exited {done.returncode}:\n{done.stderr[-3000:]}"
+        )
 
 
 def readme_tool_commands() -> dict:

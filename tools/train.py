@@ -66,7 +66,7 @@ def _profiler_options(text: str) -> str:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    setup_logging()
+    setup_logging(verbose=args.verbose)
     set_device(args.device)
     cfg = load_config(
         args.config,

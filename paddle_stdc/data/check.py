@@ -27,6 +27,8 @@ class DatasetReport:
     problems: List[str] = field(default_factory=list)
     pixels: Optional[np.ndarray] = None  # (num_classes + 1,): per class, then ignore_index
     sizes: Dict[Tuple[int, int], int] = field(default_factory=dict)  # (W, H) -> count
+    #: What the transforms pad labels with, one line per transform (set by the caller).
+    label_padding: List[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -39,6 +41,9 @@ class DatasetReport:
             lines.append(f"  ! ... and {len(self.problems) - max_problems} more")
         sizes = ", ".join(f"{w}x{h}: {n}" for (w, h), n in sorted(self.sizes.items()))
         lines.append(f"  image sizes (WxH: count): {sizes or '-'}")
+        lines.append(f"  label values allowed: 0..{self.num_classes - 1}, ignore_index {self.ignore_index}")  # fmt: skip
+        for text in self.label_padding or ["no transform pads labels"]:
+            lines.append(f"  label padding: {text}")
         if self.pixels is not None and self.pixels.sum() > 0:
             total = self.pixels.sum()
             lines.append("  class  pixels %   (share of all labelled pixels, ignore_index last)")

@@ -10,11 +10,17 @@ PaddleSeg 2.8, and why:
   ``[0, num_classes) ∪ {ignore_index}``, image/label size mismatch -> :class:`DataError`
   naming the file. ``on_error: skip`` instead skips the sample (reading the next one), logs it
   and counts it in :attr:`CheckedDatasetMixin.skipped`.
+* Labels are checked again after the transforms (a bincount of the crop), so a value a
+  transform added (e.g. padding with 255 when ``ignore_index`` is 11) is a :class:`DataError`
+  naming the file, never Paddle's loss-kernel ``OutOfRange``; and a transform that pads labels
+  (``label_padding_value``) with neither a class nor ``ignore_index`` is an error when the
+  dataset is built.
 
 Samples are handed to PaddleSeg's ``Compose`` as it would read them itself (BGR float32 image,
 label as ``np.asarray(Image.open(path))``), so the transforms behave exactly as in PaddleSeg --
 except that when every transform takes uint8 (:mod:`paddle_stdc.data.transforms`), the image
-stays uint8, which saves the float32 copy and its conversions (see README, input pipeline).
+stays uint8, which saves the float32 copy and its conversions (see "Input pipeline speed" in
+docs/data.md).
 """
 
 from __future__ import annotations
@@ -102,6 +108,39 @@ def check_pair(
         )
 
 
+def _values(value: Any) -> List[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def check_label_fill(transforms: Any, num_classes: int, ignore_index: int, where: str) -> None:
+    """Raise :class:`DataError` if a transform (``label_padding_value``) fills labels with a
+    value that is neither a class id nor ``ignore_index``."""
+    for i, t in enumerate(getattr(transforms, "transforms", None) or []):
+        fill = getattr(t, "label_padding_value", None)
+        allowed = set(range(num_classes)) | {ignore_index}
+        if any(v is not None and v not in allowed for v in _values(fill)):
+            raise DataError(
+                f"{where}: transforms[{i}] {type(t).__name__} pads labels with {fill}, neither "
+                f"a class id (0..{num_classes - 1}) nor ignore_index {ignore_index}: set its "
+                f"label_padding_value to {ignore_index} (or leave it out of the config)"
+            )
+
+
+def check_transformed_label(
+    label: np.ndarray, label_path: str, num_classes: int, ignore_index: int
+) -> None:
+    """Raise :class:`DataError` if the transforms put values outside ``[0, num_classes) ∪
+    {ignore_index}`` into a label (the file itself was checked when read)."""
+    bad = bad_label_values(label, num_classes, ignore_index)
+    if bad:
+        shown = ", ".join(map(str, bad[:8])) + (" ..." if len(bad) > 8 else "")
+        raise DataError(
+            f"label file {label_path}: after the transforms its label has values {shown}, "
+            f"outside [0, {num_classes}) and ignore_index {ignore_index} (the file has none: "
+            "a transform added them; check label_padding_value and similar keys)"
+        )
+
+
 def read_checked(
     image_path: str, label_path: Optional[str], channels: int, num_classes: int, ignore_index: int
 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
@@ -173,6 +212,8 @@ class CheckedDatasetMixin:
 
     file_list: List[List[Optional[str]]]
     on_error: str = "raise"
+    #: Every label is checked after the transforms (so batches need no check of their own).
+    checks_labels: bool = True
 
     def _init_checks(self, on_error: str) -> None:
         if on_error not in ON_ERROR:
@@ -190,6 +231,10 @@ class CheckedDatasetMixin:
             self.init_problems.extend(f"file {p} does not exist" for p in missing)
             gone = set(missing)
             self.file_list = [p for p in self.file_list if not (set(p) & gone)]
+        check_label_fill(
+            getattr(self, "transforms", None), self.num_classes, self.ignore_index,
+            f"{type(self).__name__} ({self.mode})",
+        )  # fmt: skip
         if not self.file_list:
             raise DataError(
                 f"{type(self).__name__} ({self.mode}) under {getattr(self, 'dataset_root', '?')} "
@@ -203,6 +248,7 @@ class CheckedDatasetMixin:
         return read_checked(image_path, label_path, channels, self.num_classes, self.ignore_index)
 
     def _load(self, index: int) -> Dict[str, Any]:
+        label_path = self.file_list[index][1]
         image, label = self.read_sample(index)
         # Every transform takes uint8 (ours, PaddleSeg's geometric ones): skip the float32
         # copy PaddleSeg's reader makes; otherwise read as PaddleSeg's Compose does.
@@ -214,10 +260,12 @@ class CheckedDatasetMixin:
         data["label"] = label
         if self.mode == "val":
             data = self.transforms(data)
+            check_transformed_label(data["label"], label_path, self.num_classes, self.ignore_index)
             data["label"] = data["label"][np.newaxis, :, :]
             return data
         data["gt_fields"].append("label")
         data = self.transforms(data)
+        check_transformed_label(data["label"], label_path, self.num_classes, self.ignore_index)
         if getattr(self, "edge", False):
             data["edge"] = F.mask_to_binary_edge(
                 data["label"], radius=2, num_classes=self.num_classes

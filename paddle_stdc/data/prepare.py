@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field
 from multiprocessing import Pool
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -368,29 +368,21 @@ def prepare_voc_aug(
 # --- custom datasets -------------------------------------------------------------------------
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: Written next to the lists: the name and SHA-256 of every list this module wrote, so a
+#: re-run may replace its own lists but never a file it did not write (without ``overwrite``).
+LIST_MANIFEST = ".paddle_stdc_lists.json"
+SPLIT_NAMES = ("train", "val", "test")
 
 
-def write_file_lists(
-    root: str | Path,
-    image_dir: str = "images",
-    label_dir: str = "labels",
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    label_suffix: str = ".png",
-) -> PrepareReport:
-    """``train.txt`` / ``val.txt`` under ``root`` for PaddleSeg's ``type: Dataset``.
-
-    Every image under ``root/image_dir`` (recursively) is paired with the label at the same
-    relative path under ``root/label_dir`` with ``label_suffix``; images without a label are
-    reported as failures (and left out). The pairs are shuffled with ``seed`` and split, at
-    least one into val when ``val_fraction > 0`` and there are two or more. Lines are
-    ``image label`` relative to ``root``; files whose content is unchanged are not rewritten.
-    """
-    root = Path(root)
+def find_pairs(
+    root: Path, image_dir: str, label_dir: str, label_suffix: str, report: PrepareReport
+) -> List[Tuple[str, str]]:
+    """(image, label) paths relative to ``root``: every image under ``root/image_dir``
+    (recursively) with the label at the same relative path under ``root/label_dir`` and
+    ``label_suffix``; an image without a label is a failure in ``report`` (and left out)."""
     images_root, labels_root = root / image_dir, root / label_dir
     if not images_root.is_dir():
         raise FileNotFoundError(f"{images_root} does not exist")
-    report = PrepareReport()
     pairs = []
     for image in sorted(p for p in images_root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
         label = (labels_root / image.relative_to(images_root)).with_suffix(label_suffix)
@@ -403,17 +395,150 @@ def write_file_lists(
         pairs.append(rel)
     if not pairs:
         raise FileNotFoundError(f"no image/label pairs under {images_root} and {labels_root}")
-    order = np.random.RandomState(seed).permutation(len(pairs))
-    n_val = int(round(len(pairs) * val_fraction))
-    if val_fraction > 0 and len(pairs) > 1:
-        n_val = min(max(n_val, 1), len(pairs) - 1)
-    splits = {
-        "val.txt": sorted(pairs[i] for i in order[:n_val]),
-        "train.txt": sorted(pairs[i] for i in order[n_val:]),
-    }
-    for name, items in splits.items():
-        path = root / name
-        text = "".join(f"{img} {lbl}\n" for img, lbl in items)
+    return pairs
+
+
+def split_sizes(n: int, val_fraction: float, test_fraction: float = 0.0) -> Tuple[int, int]:
+    """(val, test) counts of ``n`` pairs; train gets the rest.
+
+    Each is ``round(n * fraction)``, at least 1 when its fraction is > 0; train keeps at least
+    one pair unless the fractions sum to 1 (``val_fraction=1``: every pair in val).
+    """
+    for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= f <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {f}")
+    if val_fraction + test_fraction > 1.0 + 1e-9:
+        raise ValueError(
+            f"val_fraction + test_fraction must be at most 1, got {val_fraction + test_fraction}"
+        )
+    n_val, n_test = int(round(n * val_fraction)), int(round(n * test_fraction))
+    n_val = max(n_val, 1) if val_fraction > 0 else 0
+    n_test = max(n_test, 1) if test_fraction > 0 else 0
+    if val_fraction + test_fraction >= 1.0 - 1e-9:  # nothing left in train
+        n_test = min(n_test, n - (1 if val_fraction > 0 and n > 1 else 0))
+        return n - n_test, n_test
+    while n_val + n_test > n - 1 and n_val + n_test > 0:  # train keeps one
+        if n_test >= n_val:
+            n_test -= 1
+        else:
+            n_val -= 1
+    return n_val, n_test
+
+
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _read_manifest(list_dir: Path) -> dict:
+    import json
+
+    path = list_dir / LIST_MANIFEST
+    try:
+        data = json.loads(path.read_text())
+        return dict(data.get("files", {})) if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def write_lists(
+    lists: Dict[str, Sequence[Tuple[str, str]]],
+    list_dir: Path,
+    overwrite: bool = False,
+    report: Optional[PrepareReport] = None,
+) -> PrepareReport:
+    """Write ``<name>.txt`` (lines ``image label``) in ``list_dir`` for every non-empty list.
+
+    A list file this module wrote and nobody changed since is replaced; a file with the same
+    content is left alone; any other existing file is refused (``FileExistsError`` naming it,
+    before anything is written) unless ``overwrite``. An empty list writes nothing and removes
+    this module's own earlier file of that name.
+    """
+    import json
+
+    report = report if report is not None else PrepareReport()
+    list_dir = Path(list_dir)
+    owned = _read_manifest(list_dir)
+    texts = {f"{n}.txt": "".join(f"{i} {lbl}\n" for i, lbl in items) for n, items in lists.items()}
+    foreign = []
+    for name, text in texts.items():
+        path = list_dir / name
+        if text and path.is_file() and not overwrite:
+            current = path.read_text()
+            if current != text and owned.get(name) != _sha256(current):
+                foreign.append(str(path))
+    if foreign:
+        raise FileExistsError(
+            f"{', '.join(foreign)} already exist and were not written by this tool (or were "
+            "edited since): write the lists elsewhere (list_dir / --list_dir) or pass "
+            "overwrite (--overwrite) to replace them"
+        )
+    for name, text in texts.items():
+        path, count = list_dir / name, len(lists[name[:-4]])
+        if not text:
+            if path.is_file() and owned.get(name) == _sha256(path.read_text()):
+                path.unlink()
+                report.notes.append(f"{name}: 0 pairs; removed the one written before")
+            else:
+                report.notes.append(f"{name}: 0 pairs, not written")
+            owned.pop(name, None)
+            continue
         (report.written if _write_text_atomic(path, text) else report.skipped).append(path)
-        report.notes.append(f"{name}: {len(items)} pairs")
+        owned[name] = _sha256(text)
+        report.notes.append(f"{name}: {count} pairs")
+    manifest = json.dumps({"written_by": __name__, "files": owned}, indent=1, sort_keys=True)
+    _write_text_atomic(list_dir / LIST_MANIFEST, manifest + "\n")
     return report
+
+
+def write_file_lists(
+    root: str | Path,
+    image_dir: str = "images",
+    label_dir: str = "labels",
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    label_suffix: str = ".png",
+    test_fraction: float = 0.0,
+    list_dir: Optional[str | Path] = None,
+    overwrite: bool = False,
+) -> PrepareReport:
+    """``train.txt`` / ``val.txt`` (/ ``test.txt``) for PaddleSeg's ``type: Dataset`` from one
+    folder of images and one of labels, split at random.
+
+    Pairs come from :func:`find_pairs`, are shuffled with ``seed`` and split by
+    :func:`split_sizes` (``val_fraction=0``: no val list; ``1``: every pair in val). Lines are
+    ``image label`` relative to ``root``; the lists go to ``list_dir`` (default ``root``) by
+    :func:`write_lists`, which never replaces a file it did not write unless ``overwrite``.
+    """
+    root = Path(root)
+    report = PrepareReport()
+    pairs = find_pairs(root, image_dir, label_dir, label_suffix, report)
+    n_val, n_test = split_sizes(len(pairs), val_fraction, test_fraction)
+    order = np.random.RandomState(seed).permutation(len(pairs))
+    lists = {"val": sorted(pairs[i] for i in order[:n_val])}
+    if test_fraction > 0:
+        lists["test"] = sorted(pairs[i] for i in order[n_val : n_val + n_test])
+    lists["train"] = sorted(pairs[i] for i in order[n_val + n_test :])
+    return write_lists(lists, Path(list_dir) if list_dir else root, overwrite, report)
+
+
+def write_split_lists(
+    root: str | Path,
+    splits: Dict[str, Tuple[str, str]],
+    label_suffix: str = ".png",
+    list_dir: Optional[str | Path] = None,
+    overwrite: bool = False,
+) -> PrepareReport:
+    """One list per split of a dataset that comes split, e.g. CamVid's ``train/ trainannot/
+    val/ valannot/ test/ testannot/``: ``splits`` maps a list name to its (image folder, label
+    folder) under ``root``. Pairing, lines and writing as :func:`write_file_lists`."""
+    root = Path(root)
+    if not splits:
+        raise ValueError("no splits given: name at least one, e.g. train=train:trainannot")
+    report = PrepareReport()
+    lists = {
+        name: find_pairs(root, images, labels, label_suffix, report)
+        for name, (images, labels) in splits.items()
+    }
+    return write_lists(lists, Path(list_dir) if list_dir else root, overwrite, report)

@@ -1,4 +1,5 @@
-"""A small, deterministic dataset in the Cityscapes on-disk layout, for the quick start and tests.
+"""Small, deterministic datasets in the Cityscapes layout (quick start, tests) and in a
+CamVid-like pre-split layout with void = 11 (the "Your own data" walk-through in docs/data.md).
 
 Each image is a street-like scene: sky above, road below, buildings and vegetation in
 between, and random objects (cars, people, poles, signs ...) drawn as filled shapes. Every
@@ -15,7 +16,7 @@ Layout (what ``paddleseg.datasets.Cityscapes`` reads)::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple
+from typing import Dict, Tuple
 
 import cv2
 import numpy as np
@@ -104,4 +105,58 @@ def make_synthetic_cityscapes(
             image = _render(rng, label)
             cv2.imwrite(str(lbl_path), label)
             cv2.imwrite(str(img_path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return root
+
+
+# --- a CamVid-like dataset: pre-split folders, 11 classes, void = 11 --------------------------
+
+#: CamVid's 11 classes (SegNet's split), in their label order; 11 is void.
+CAMVID_CLASSES = ("sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence", "car",
+                  "pedestrian", "bicyclist")  # fmt: skip
+CAMVID_VOID = 11
+#: Cityscapes train id -> CamVid class (255 -> void).
+_CITYSCAPES_TO_CAMVID = np.full(256, CAMVID_VOID, np.uint8)
+_CITYSCAPES_TO_CAMVID[:19] = [3, 4, 1, 1, 7, 2, 6, 6, 5, 5, 0, 9, 10, 8, 8, 8, 8, 10, 10]
+
+
+def make_synthetic_camvid(
+    root: str | Path,
+    counts: Dict[str, int] | None = None,
+    size: Tuple[int, int] = (480, 360),
+    seed: int = 0,
+    shipped_lists: bool = True,
+) -> Path:
+    """Write a CamVid-like dataset under ``root`` (idempotent) and return it.
+
+    Layout, as CamVid's SegNet release: ``train/ trainannot/ val/ valannot/ test/ testannot/``
+    with ``<name>.png`` images and grey label PNGs of the same name, classes 0..10 and void 11
+    (the Cityscapes-like scenes of :func:`make_synthetic_cityscapes`, relabelled).
+    ``shipped_lists`` also writes ``train.txt``/``val.txt``/``test.txt`` with another
+    machine's absolute paths, as CamVid ships them (they are useless here, and must not be
+    overwritten by a preparation tool).
+
+    Args:
+        counts: images per split; default ``{"train": 8, "val": 4, "test": 4}``.
+        size: (width, height) of every image.
+    """
+    root = Path(root)
+    w, h = size
+    counts = counts or {"train": 8, "val": 4, "test": 4}
+    for s_idx, (split, count) in enumerate(counts.items()):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        (root / f"{split}annot").mkdir(parents=True, exist_ok=True)
+        lines = []
+        for idx in range(count):
+            name = f"synth_{split}_{idx:04d}.png"
+            img_path, lbl_path = root / split / name, root / f"{split}annot" / name
+            lines.append(f"/SegNet/CamVid/{split}/{name} /SegNet/CamVid/{split}annot/{name}\n")
+            if img_path.exists() and lbl_path.exists():
+                continue
+            rng = np.random.RandomState(seed * 1_000_003 + 200_000 * (s_idx + 1) + idx)
+            label = _scene_label(rng, h, w)
+            image = _render(rng, label)
+            cv2.imwrite(str(lbl_path), _CITYSCAPES_TO_CAMVID[label])
+            cv2.imwrite(str(img_path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if shipped_lists and not (root / f"{split}.txt").exists():
+            (root / f"{split}.txt").write_text("".join(lines))
     return root

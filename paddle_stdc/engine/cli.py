@@ -12,15 +12,17 @@ import numpy as np
 import paddle
 
 from deploy.images import ImageListError
+from paddle_stdc.data.datasets import DataError
 from paddle_stdc.data.palettes import palette_for
 from paddle_stdc.engine.inference import EVAL_PRESETS
 from paddle_stdc.engine.validate import ConfigError, validate_config
+from paddle_stdc.utils import quiet
 from paddle_stdc.utils.download import WeightsUnavailableError
 
 logger = logging.getLogger("paddle_stdc")
 
-#: Mistakes of the user (config, paths, flags), reported as one line instead of a traceback.
-USER_ERRORS = (ConfigError, ImageListError, WeightsUnavailableError)
+#: Mistakes of the user (config, data, paths, flags), reported as one line, not a traceback.
+USER_ERRORS = (ConfigError, DataError, ImageListError, WeightsUnavailableError)
 
 
 def one_line(err: BaseException) -> str:
@@ -45,10 +47,12 @@ def report_user_errors() -> None:
         sys.excepthook = _user_error_hook
 
 
-def setup_logging(level: int = logging.INFO) -> None:
+def setup_logging(level: int = logging.INFO, verbose: bool = False) -> None:
     """Set up a tool's process: ``paddle_stdc`` messages to stdout as ``time [LEVEL] message``,
-    and user errors as one line on stderr (:func:`report_user_errors`)."""
+    and user errors as one line on stderr (:func:`report_user_errors`). ``verbose`` (or
+    ``level`` DEBUG) brings back the notices :mod:`paddle_stdc.utils.quiet` holds back."""
     report_user_errors()
+    quiet.set_verbose(verbose or level <= logging.DEBUG)
     log = logging.getLogger("paddle_stdc")
     if not log.handlers:
         handler = logging.StreamHandler(sys.stdout)
@@ -58,8 +62,17 @@ def setup_logging(level: int = logging.INFO) -> None:
     log.propagate = False
 
 
+def add_verbose_arg(parser: argparse.ArgumentParser) -> None:
+    """--verbose: show the notices :mod:`paddle_stdc.utils.quiet` holds back by default."""
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="also show the notices held back by default (Paddle's ccache and OMP_NUM_THREADS "
+        "notices, PaddleSeg's num_classes notice)",
+    )  # fmt: skip
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """Flags every tool shares with PaddleSeg: --config, --device, --opts."""
+    """Flags every tool shares with PaddleSeg: --config, --device, --opts; and --verbose."""
     parser.add_argument("--config", required=True, help="YAML config file")
     parser.add_argument(
         "--device", default=None, help="cpu, gpu, gpu:0 ... (default: gpu when available)"
@@ -68,6 +81,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         "--opts", nargs="+", default=None, metavar="KEY=VALUE",
         help="override config keys, e.g. --opts batch_size=4 model.backbone.pretrained=None",
     )  # fmt: skip
+    add_verbose_arg(parser)
 
 
 def add_trained_model_args(
@@ -85,7 +99,7 @@ def load_builder(args: argparse.Namespace, default_device: Optional[str] = None)
     inference; returns a :class:`~paddle_stdc.engine.config.Builder` (nothing built yet)."""
     from paddle_stdc.engine.config import Builder, load_config
 
-    setup_logging()
+    setup_logging(verbose=getattr(args, "verbose", False))
     set_device(args.device or default_device)
     cfg = load_config(args.config, opts=opts_list(args.opts), pretrained=False)
     validate_config(cfg, for_training=False)

@@ -1,9 +1,11 @@
 """Config loading and component building on top of PaddleSeg's ``Config`` and ``SegBuilder``.
 
 A PaddleSeg user's YAML (``_base_`` inheritance, ``--opts key=value``) works unchanged; after
-``import paddle_stdc`` the registries yield this project's models and losses. Two additions:
-``pretrained=False`` nulls every ``pretrained`` key of the model (tests, offline runs), and
-``lr_scheduler.type`` may also name a schedule of :mod:`paddle_stdc.engine.schedules`.
+``import paddle_stdc`` the registries yield this project's models and losses. Additions:
+``pretrained=False`` nulls every ``pretrained`` key of the model (tests, offline runs),
+``lr_scheduler.type`` may also name a schedule of :mod:`paddle_stdc.engine.schedules`, and
+transforms that pad labels pad with their dataset's ``ignore_index`` unless the config says
+otherwise (:func:`~paddle_stdc.engine.validate.fill_label_padding`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from paddleseg.cvlibs import Config, SegBuilder
 
 import paddle_stdc  # noqa: F401  (registers our components before anything is built)
 from paddle_stdc.engine.schedules import OWN_SCHEDULERS
-from paddle_stdc.engine.validate import ConfigError
+from paddle_stdc.engine.validate import ConfigError, fill_label_padding
 from paddle_stdc.utils.download import WeightsUnavailableError
 
 
@@ -56,6 +58,7 @@ def load_config(
         raise ConfigError(f"{path}: {err}") from err
     if not pretrained and "model" in cfg.dic:
         cfg.dic["model"] = _null_pretrained(cfg.dic["model"])
+    fill_label_padding(cfg.dic)  # unset label padding = the dataset's ignore_index
     return cfg
 
 

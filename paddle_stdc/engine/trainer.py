@@ -18,13 +18,13 @@ import random
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 
-from paddle_stdc.data.loading import build_train_loader, raise_if_failed
+from paddle_stdc.data.loading import build_train_loader, check_batch_labels, raise_if_failed
 from paddle_stdc.engine.checkpoint import (
     TrainState,
     load_checkpoint,
@@ -223,6 +223,17 @@ def _evaluate_ema(ema: ModelEMA, val_dataset, options, writer, it) -> EvalResult
     return result
 
 
+def _unchecked_label_range(dataset: Any) -> Optional[Tuple[int, int]]:
+    """(num_classes, ignore_index) for checking each batch's labels before the loss, or None
+    when the dataset checks every sample itself (ours: the error names the file)."""
+    if getattr(dataset, "checks_labels", False):
+        return None
+    num_classes = getattr(dataset, "num_classes", None)
+    if num_classes is None:
+        return None
+    return int(num_classes), int(getattr(dataset, "ignore_index", 255))
+
+
 def _make_profiler(options: TrainOptions, remaining: int, rank: int) -> Optional[TrainProfiler]:
     """The profiler of ``--profiler_options``; its batch range must end within the run."""
     if options.profiler_options is None:
@@ -268,9 +279,11 @@ def train(builder: Builder, options: TrainOptions) -> TrainResult:
     profiler = _make_profiler(options, iters - state.iteration, info.rank)
 
     val_dataset = builder.val_dataset if options.do_eval else None
+    train_dataset = builder.train_dataset
     loader = build_train_loader(
-        builder.train_dataset, batch_size, options.num_workers, state.iteration, state.data_seed
+        train_dataset, batch_size, options.num_workers, state.iteration, state.data_seed
     )
+    label_range = _unchecked_label_range(train_dataset)
     writer = VisualDLWriter(
         save_dir, options.use_vdl and info.is_main, builder.config.dic.get("palette")
     )
@@ -281,7 +294,10 @@ def train(builder: Builder, options: TrainOptions) -> TrainResult:
     try:
         for it, data in zip(range(state.iteration + 1, iters + 1), loader):
             meter.reader_done(time.time() - tic)
-            labels = raise_if_failed(data)["label"].astype("int64")
+            labels = raise_if_failed(data)["label"]
+            if label_range is not None:
+                check_batch_labels(labels, *label_range, f"the training batch of iteration {it}")
+            labels = labels.astype("int64")
             # Dropout draws from Paddle's generator: seed it per step so a resumed run matches.
             paddle.seed((state.data_seed * 1_000_003 + it * 7919 + info.rank) % 2**31)
             for hook in hooks:

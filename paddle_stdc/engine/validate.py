@@ -10,6 +10,12 @@ step. :func:`validate_config` checks the merged YAML -- top-level keys, every co
 losses inside a ``MixedLoss``), ``optimizer`` and ``lr_scheduler`` -- suggesting the closest
 name ("did you mean"); :func:`check_loss_count` checks the built model's training outputs
 against ``loss.types`` and ``loss.coef``.
+
+Label padding: PaddleSeg's transforms pad labels with ``label_padding_value`` (default 255)
+whatever the dataset's ``ignore_index``; with ``ignore_index: 11`` the first padded crop
+crashed the loss kernel. :func:`fill_label_padding` gives every transform that takes
+``label_padding_value`` (or ``ignore_index``) and leaves it out its dataset's ``ignore_index``,
+and :func:`validate_config` refuses a value that is neither a class nor the ignore index.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import typing
+from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import paddle
@@ -200,8 +207,86 @@ def _dataset_classes(dataset: Dict[str, Any]) -> Optional[int]:
     return getattr(cls, "NUM_CLASSES", None)
 
 
+#: Transform arguments whose value fills label pixels the image did not have.
+LABEL_FILL_KEYS = ("label_padding_value",)
+DATASET_SPLITS = ("train_dataset", "val_dataset", "test_dataset")
+
+
+def dataset_ignore_index(dataset: Dict[str, Any]) -> int:
+    """The ignore index a dataset config implies: its ``ignore_index`` key, else its class's
+    ``IGNORE_INDEX`` or constructor default, else 255."""
+    if "ignore_index" in dataset:
+        return int(dataset["ignore_index"])
+    cls = _component_class(dataset["type"], "dataset")
+    if getattr(cls, "IGNORE_INDEX", None) is not None:
+        return int(cls.IGNORE_INDEX)
+    param = (_parameters(cls) or {}).get("ignore_index")
+    return 255 if param is None or param.default is param.empty else int(param.default)
+
+
+@dataclass
+class LabelFill:
+    """The value a dataset transform pads labels with."""
+
+    key: str  # e.g. "train_dataset.transforms[1].label_padding_value"
+    transform: str
+    value: Any
+    num_classes: Optional[int]
+    ignore_index: int
+
+    @property
+    def ok(self) -> bool:
+        values = self.value if isinstance(self.value, (list, tuple)) else [self.value]
+        top = self.num_classes if self.num_classes is not None else float("inf")
+        return all(
+            isinstance(v, (int, float)) and float(v).is_integer()
+            and (v == self.ignore_index or 0 <= v < top)
+            for v in values
+        )  # fmt: skip
+
+    def describe(self) -> str:
+        if self.value == self.ignore_index:
+            how = " (the dataset's ignore_index)"
+        else:
+            how = " (a class id)" if self.ok else " (neither a class nor the ignore_index!)"
+        return f"{self.transform} pads labels with {self.value}{how}"
+
+    def error(self) -> str:
+        classes = f"a class id (0..{self.num_classes - 1})" if self.num_classes else "a class id"
+        return (
+            f"{self.key}: {self.value} is neither {classes} nor the dataset's ignore_index "
+            f"{self.ignore_index}; allowed: {self.ignore_index} (padding ignored, recommended) "
+            "or a class id -- or leave the key out to pad with the ignore_index"
+        )
+
+
+def fill_label_padding(dic: Dict[str, Any]) -> List[LabelFill]:
+    """Give every dataset transform that takes ``label_padding_value`` (or ``ignore_index``)
+    and leaves it out its dataset's ``ignore_index``, in ``dic``; returns the padding values."""
+    fills = []
+    for split in DATASET_SPLITS:
+        dataset = dic.get(split)
+        if not isinstance(dataset, dict) or "type" not in dataset:
+            continue
+        ignore_index = dataset_ignore_index(dataset)
+        num_classes = _dataset_classes(dataset)
+        for i, t in enumerate(dataset.get("transforms") or []):
+            if not isinstance(t, dict) or "type" not in t:
+                continue
+            params = _parameters(_component_class(t["type"], f"{split}.transforms[{i}]")) or {}
+            if "ignore_index" in params:
+                t.setdefault("ignore_index", ignore_index)
+            for key in LABEL_FILL_KEYS:
+                if key in params:
+                    t.setdefault(key, ignore_index)
+                    where = f"{split}.transforms[{i}].{key}"
+                    fills.append(LabelFill(where, t["type"], t[key], num_classes, ignore_index))
+    return fills
+
+
 def validate_config(cfg: Config, for_training: bool = True) -> None:
-    """Raise :class:`ConfigError` for unknown keys, class-count or loss-list mistakes.
+    """Raise :class:`ConfigError` for unknown keys, class-count, label-padding or loss-list
+    mistakes; fills in label padding (:func:`fill_label_padding`).
 
     Every section present is checked; ``for_training`` also requires the training sections.
     """
@@ -225,6 +310,9 @@ def validate_config(cfg: Config, for_training: bool = True) -> None:
         _check_optimizer(dic["optimizer"])
     if dic.get("lr_scheduler") not in (None, {}):
         _check_lr_scheduler(dic["lr_scheduler"])
+    for fill in fill_label_padding(dic):
+        if not fill.ok:
+            raise ConfigError(fill.error())
     model_classes = (dic.get("model") or {}).get("num_classes")
     for split in ("train_dataset", "val_dataset"):
         dataset = dic.get(split)
