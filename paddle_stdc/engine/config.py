@@ -3,7 +3,8 @@
 A PaddleSeg user's YAML (``_base_`` inheritance, ``--opts key=value``) works unchanged; after
 ``import paddle_stdc`` the registries yield this project's models and losses. Two additions:
 ``pretrained=False`` nulls every ``pretrained`` key of the model (tests, offline runs), and
-``lr_scheduler.type`` may also name a schedule of :mod:`paddle_stdc.engine.schedules`.
+``lr_scheduler.type`` may also name a schedule of :mod:`paddle_stdc.engine.schedules`; a
+dataset's ``class_names`` (for logs and exports) is not passed to its constructor.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Any, Dict, Optional, Sequence
 
 import paddle
 import paddle.nn as nn
-from paddleseg.cvlibs import Config, SegBuilder
+from paddleseg.cvlibs import Config, SegBuilder, manager
 
 import paddle_stdc  # noqa: F401  (registers our components before anything is built)
 from paddle_stdc import zoo
 from paddle_stdc.engine.schedules import OWN_SCHEDULERS
-from paddle_stdc.engine.validate import ConfigError
+from paddle_stdc.engine.validate import DATASET_EXTRA_KEYS, ConfigError
 from paddle_stdc.weights import load_pretrained
 
 
@@ -76,6 +77,9 @@ class Builder(SegBuilder):
 
     def build_component(self, cfg: Dict[str, Any]) -> Any:
         cfg = dict(cfg)
+        if cfg.get("type") in manager.DATASETS.components_dict:
+            for key in DATASET_EXTRA_KEYS:  # metadata read from the config, not an argument
+                cfg.pop(key, None)
         ref = cfg.pop("pretrained", None)
         if not ref:
             return super().build_component(cfg)
