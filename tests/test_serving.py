@@ -35,10 +35,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deploy.schema import CITYSCAPES_CLASSES as CITYSCAPES
 from deploy.serving.app import ServeSettings, choose_backend, deployment_options
 from deploy.serving.codec import RequestError, decode_image, summary
 from deploy.serving.imageinfo import ImageHeaderError, image_size
-from deploy.schema import CITYSCAPES_CLASSES as CITYSCAPES
 from deploy.visual import palette_png
 
 from .conftest import ROOT
