@@ -355,7 +355,8 @@ class Ingress:
     async def classes(self) -> Dict[str, Any]:
         """Names (None when unknown) and colours per class id, as lists and per class."""
         k = int(self.deploy.get("num_classes") or len(self.palette))
-        per_class = [{"id": i, "name": self.names[i] if self.names else None,
+        names = self.names or []
+        per_class = [{"id": i, "name": names[i] if i < len(names) else None,
                       "color": list(self.palette[i]) if i < len(self.palette) else None}
                      for i in range(k)]  # fmt: skip
         return {"num_classes": self.deploy.get("num_classes"), "names": self.names,

@@ -216,20 +216,19 @@ def dataset_class_names(
 
 
 def config_class_names(config: Mapping[str, Any]) -> Optional[List[str]]:
-    """Class names of a whole config (its ``dic``): the val dataset's, else the train
-    dataset's, else the test dataset's (:func:`dataset_class_names`); None if none names them.
-
-    Two datasets naming different classes are a ValueError.
-    """
+    """Class names of a whole config (its ``dic``): those its train/val/test datasets give
+    (:func:`dataset_class_names`); None if none names them. Two datasets naming different
+    classes are a ValueError."""
     found = {}
     for split in _SPLITS:
         names = dataset_class_names(config.get(split), split)
         if names is not None:
             found[split] = names
-    if len({tuple(n) for n in found.values()}) > 1:
-        a, b = list(found)[:2]
-        raise ValueError(
-            f"{a} and {b} name different classes ({found[a][:3]}... vs {found[b][:3]}...): "
-            "give both the same class_names (or one labels file)"
-        )
-    return next(iter(found.values()), None)
+    first = next(iter(found), None)
+    for split, names in found.items():
+        if names != found[first]:
+            raise ValueError(
+                f"{first} and {split} name different classes ({found[first][:3]}... vs "
+                f"{names[:3]}...): give both the same class_names (or one labels file)"
+            )
+    return found[first] if first is not None else None
