@@ -4,10 +4,10 @@ One module for both sides: ``paddle_stdc/export.py`` writes ``deploy.yaml`` thro
 :func:`build_deploy` / :func:`write_deploy`, every predictor reads it through
 :func:`read_deploy`. It imports neither ``paddle_stdc`` nor PaddleSeg (nor Paddle).
 
-Version 2 (written today)::
+Version 3 (written today)::
 
     Deploy:
-      version: 2
+      version: 3
       model: model.json            # Paddle 3 PIR program
       params: model.pdiparams
       onnx: null | model.onnx      # --format onnx
@@ -19,11 +19,13 @@ Version 2 (written today)::
       output_dtype: int32 | float32
       eval_scale: 1.0              # Seg50 = 0.5, Seg75 = 0.75: applied INSIDE the graph
       num_classes: K
-      palette: null | [[R, G, B], ...]
+      palette: null | [[R, G, B], ...]   # per class id: the config's palette or the dataset's
+      class_names: null | [name, ...]    # per class id, from the config's dataset (v3)
       source: {config, model_path, model}
 
-A file without ``version`` is version 1: the same keys without ``version`` and
-``eval_scale`` (read as 1.0).
+Version 2 is the same without ``class_names`` (read as absent: :func:`class_names_of` then
+knows Cityscapes'/VOC's names from the source config's name, else none). A file without
+``version`` is version 1: also without ``version`` and ``eval_scale`` (read as 1.0).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import yaml
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: Versions this code reads (older files lack keys added since; see the module docstring).
+READABLE_VERSIONS = (1, 2, 3)
 DEPLOY_FILE = "deploy.yaml"
 OUTPUT_OPS = ("argmax", "softmax", "none")
 REQUIRED_KEYS = ("model", "params", "transforms", "input_shape", "output_op", "output_dtype")
@@ -47,6 +51,7 @@ DEFAULTS: Dict[str, Any] = {
     "eval_scale": 1.0,
     "num_classes": None,
     "palette": None,
+    "class_names": None,
     "source": {},
 }
 FILE_KEYS = ("model", "params", "onnx", "onnx_int8")
@@ -110,13 +115,16 @@ def build_deploy(
     num_classes: int,
     eval_scale: float = 1.0,
     palette: Optional[Sequence[Sequence[int]]] = None,
+    class_names: Optional[Sequence[str]] = None,
     source: Optional[Dict[str, Any]] = None,
     model: str = "model.json",
     params: str = "model.pdiparams",
 ) -> Dict[str, Any]:
-    """The ``Deploy`` mapping of a version-2 deploy.yaml (``transforms`` already filled in)."""
+    """The ``Deploy`` mapping of a version-3 deploy.yaml (``transforms`` already filled in)."""
     if output_op not in OUTPUT_OPS:
         raise ValueError(f"output_op must be one of {OUTPUT_OPS}, got {output_op!r}")
+    if class_names is not None and len(class_names) != int(num_classes):
+        raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
     return {
         "version": SCHEMA_VERSION,
         "model": model,
@@ -129,6 +137,7 @@ def build_deploy(
         "eval_scale": float(eval_scale),
         "num_classes": int(num_classes),
         "palette": None if palette is None else _plain(palette),
+        "class_names": None if class_names is None else [str(n) for n in class_names],
         "source": dict(source or {}),
     }
 
@@ -198,6 +207,25 @@ def _check_transform(t: Any, where: str) -> None:
             raise ValueError(f"{where} Normalize.std {t['std']!r} contains 0")
 
 
+def _check_classes(path: Path, deploy: Dict[str, Any]) -> None:
+    """``palette`` is a list of [R, G, B] in 0..255; ``class_names`` one string per class."""
+    palette = deploy.get("palette")
+    if palette is not None and not (
+        isinstance(palette, list)
+        and all(_is_int_list(c, 3) and all(0 <= v <= 255 for v in c) for c in palette)
+    ):
+        raise DeployConfigError(f"{path}: Deploy.palette must be a list of [R, G, B] in 0..255")
+    names, k = deploy.get("class_names"), deploy.get("num_classes")
+    if names is None:
+        return
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise DeployConfigError(f"{path}: Deploy.class_names must be a list of non-empty strings")
+    if k is not None and len(names) != k:
+        raise DeployConfigError(
+            f"{path}: Deploy.class_names has {len(names)} names for num_classes {k}"
+        )
+
+
 def _check_values(path: Path, deploy: Dict[str, Any]) -> None:
     if deploy["output_op"] not in OUTPUT_OPS:
         raise DeployConfigError(
@@ -209,6 +237,7 @@ def _check_values(path: Path, deploy: Dict[str, Any]) -> None:
     scale = deploy["eval_scale"]
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale > 0:
         raise DeployConfigError(f"{path}: Deploy.eval_scale {scale!r} must be a number > 0")
+    _check_classes(path, deploy)
     if not isinstance(deploy["transforms"], list):
         raise DeployConfigError(f"{path}: Deploy.transforms must be a list")
     for i, t in enumerate(deploy["transforms"]):
@@ -228,10 +257,11 @@ def read_deploy(export_dir: PathLike) -> Dict[str, Any]:
     path = export_dir / DEPLOY_FILE
     deploy = _load_mapping(path)
     version = deploy.get("version", 1)
-    if version not in (1, SCHEMA_VERSION):
+    if version not in READABLE_VERSIONS:
         raise DeployConfigError(
-            f"{path}: Deploy.version {version!r} is not supported (this deploy code reads 1 and "
-            f"{SCHEMA_VERSION}); re-export with this version of tools/export.py"
+            f"{path}: Deploy.version {version!r} is not supported (this deploy code reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}); re-export with this version of "
+            "tools/export.py"
         )
     for key in REQUIRED_KEYS:
         if key not in deploy:
@@ -245,3 +275,45 @@ def read_deploy(export_dir: PathLike) -> Dict[str, Any]:
         if (key in ("model", "params") or name) and not (export_dir / str(name)).is_file():
             raise DeployConfigError(f"{path}: Deploy.{key} file {name} does not exist")
     return deploy
+
+
+# ---------------------------------------------------------------------------------- classes
+
+#: Names of the two datasets whose exports before version 3 can be recognised by their
+#: source config's file name (the same lists as ``paddle_stdc.data.palettes``, which deploy
+#: does not import).
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+)  # fmt: skip
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+
+
+def class_names_of(
+    deploy: Dict[str, Any], given: Optional[Sequence[str]] = None
+) -> Optional[List[str]]:
+    """The class names to show: ``given`` (e.g. serving's ``--class_names``), else the
+    export's ``class_names`` (version 3), else -- for older exports -- Cityscapes'/VOC's
+    when the source config's file name says so; None when unknown (show ids).
+
+    ``given`` with a count other than ``num_classes`` is a ValueError.
+    """
+    k = deploy.get("num_classes")
+    if given:
+        names = [str(n) for n in given]
+        if k and len(names) != k:
+            raise ValueError(f"{len(names)} class names for an export with {k} classes")
+        return names
+    if deploy.get("class_names"):
+        return list(deploy["class_names"])
+    config = str((deploy.get("source") or {}).get("config", "")).lower()
+    if k == 19 and "cityscapes" in config:
+        return list(CITYSCAPES_CLASSES)
+    if k == 21 and "voc" in config:
+        return list(VOC_CLASSES)
+    return None

@@ -1,14 +1,15 @@
-"""Class-id masks as pictures: the palette PNG and the colour overlay, for infer.py, video and
-serving alike.
+"""Class-id masks as pictures: the palette PNG, the colour overlay and its legend, for
+infer.py, tools/predict.py, video and serving alike.
 
 ``colours`` are RGB triples per class id (deploy.yaml's ``palette``); ids past the list are
-black. Images are OpenCV's BGR uint8 (H, W, 3); masks uint8 class ids (H, W).
+black. ``names`` are class names per id (deploy.yaml's ``class_names``); without them a class is
+``class <id>``. Images are OpenCV's BGR uint8 (H, W, 3); masks uint8 class ids (H, W).
 """
 
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -40,3 +41,58 @@ def overlay(
     colour = full_palette(colours)[mask][..., ::-1].astype(np.float32)  # RGB -> BGR
     blend = image_bgr.astype(np.float32) * (1.0 - weight) + colour * weight
     return blend.astype(np.uint8)
+
+
+LEGEND_FONT_SCALE = 0.45
+LEGEND_ROW = 20  # pixels per legend line
+LEGEND_PAD = 8
+
+
+def class_label(class_id: int, names: Optional[Sequence[str]]) -> str:
+    """The class's name, or ``class <id>`` when the export names none."""
+    if names is not None and 0 <= class_id < len(names):
+        return str(names[class_id])
+    return f"class {class_id}"
+
+
+def legend_entries(
+    mask: np.ndarray, names: Optional[Sequence[str]] = None
+) -> List[Tuple[int, str, float]]:
+    """(class id, label, share of the pixels) of every class in ``mask``, largest first."""
+    counts = np.bincount(mask.reshape(-1).astype(np.int64), minlength=1)
+    total = max(int(mask.size), 1)
+    ids = sorted(np.flatnonzero(counts), key=lambda c: (-counts[c], c))
+    return [(int(c), class_label(int(c), names), counts[c] / total) for c in ids]
+
+
+def with_legend(
+    image_bgr: np.ndarray,
+    mask: np.ndarray,
+    colours: Sequence[Sequence[int]],
+    names: Optional[Sequence[str]] = None,
+) -> np.ndarray:
+    """``image_bgr`` (e.g. an overlay) with a white legend panel on its right: one line per
+    class in ``mask`` -- colour swatch, name, share of the pixels -- largest first. Names are
+    drawn with OpenCV's ASCII font (other characters show as ``?``)."""
+    import cv2
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    palette = full_palette(colours)
+    rows = [(c, f"{label} {share * 100:.1f}%".encode("ascii", "replace").decode())
+            for c, label, share in legend_entries(mask, names)]  # fmt: skip
+    swatch = LEGEND_ROW - 6
+    text_w = max((cv2.getTextSize(t, font, LEGEND_FONT_SCALE, 1)[0][0] for _, t in rows),
+                 default=0)  # fmt: skip
+    width = 2 * LEGEND_PAD + swatch + 6 + text_w
+    height = max(image_bgr.shape[0], 2 * LEGEND_PAD + len(rows) * LEGEND_ROW)
+    canvas = np.full((height, image_bgr.shape[1] + width, 3), 255, np.uint8)
+    canvas[: image_bgr.shape[0], : image_bgr.shape[1]] = image_bgr
+    x = image_bgr.shape[1] + LEGEND_PAD
+    for i, (class_id, text) in enumerate(rows):
+        top = LEGEND_PAD + i * LEGEND_ROW
+        bgr = tuple(int(v) for v in palette[class_id][::-1])
+        cv2.rectangle(canvas, (x, top), (x + swatch, top + swatch), bgr, cv2.FILLED)
+        cv2.rectangle(canvas, (x, top), (x + swatch, top + swatch), (0, 0, 0), 1)
+        cv2.putText(canvas, text, (x + swatch + 6, top + swatch - 2), font, LEGEND_FONT_SCALE,
+                    (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+    return canvas

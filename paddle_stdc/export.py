@@ -5,7 +5,8 @@ Artefacts in ``save_dir`` (PaddleSeg's layout, Paddle 3 PIR format)::
     model.json, model.pdiparams   the inference program and weights (training heads dropped)
     model.onnx                    with format="onnx" (via paddle2onnx, checked against Paddle)
     deploy.yaml                   files, preprocessing, input shape, output op/dtype,
-                                  eval_scale, palette (schema: :mod:`deploy.schema`, version 2)
+                                  eval_scale, palette, class names (schema:
+                                  :mod:`deploy.schema`, version 3)
 
 ``deploy/`` reads only these files; it never imports this package. This module writes
 deploy.yaml through ``deploy.schema``, the one definition of its keys.
@@ -195,6 +196,7 @@ def export_model(
     output_op: str = "argmax",
     fmt: str = "paddle",
     palette: Optional[np.ndarray] = None,
+    class_names: Optional[Sequence[str]] = None,
     source: Optional[Dict[str, Any]] = None,
     eval_scale: Optional[float] = None,
     test_config: Optional[Dict[str, Any]] = None,
@@ -202,8 +204,12 @@ def export_model(
     """Save ``model`` for inference and write ``deploy.yaml``; see the module docstring.
 
     ``test_config`` is the config's evaluation section (its ``eval_scale`` is exported);
-    ``eval_scale`` given explicitly wins over it.
+    ``eval_scale`` given explicitly wins over it. ``palette`` and ``class_names`` (one per
+    class, e.g. :func:`paddle_stdc.data.palettes.config_class_names`) travel in deploy.yaml
+    to infer.py's overlays and serving.
     """
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     if output_op not in OUTPUT_OPS:
@@ -228,6 +234,7 @@ def export_model(
         num_classes=num_classes,
         eval_scale=scale,
         palette=None if palette is None else np.asarray(palette)[:num_classes].tolist(),
+        class_names=class_names,
         source=source,
         model=model_file.name,
         params=params_file.name,

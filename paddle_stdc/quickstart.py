@@ -12,12 +12,13 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from paddle_stdc.data.palettes import config_class_names
 from paddle_stdc.data.synthetic import make_synthetic_cityscapes
 from paddle_stdc.engine.config import Builder, load_config
 from paddle_stdc.engine.evaluator import EvalResult, evaluate
 from paddle_stdc.engine.predictor import list_images, predict
 from paddle_stdc.engine.trainer import TrainOptions, train
-from paddle_stdc.utils.visualize import CITYSCAPES_CLASSES, palette_for
+from paddle_stdc.utils.visualize import palette_for
 
 logger = logging.getLogger("paddle_stdc")
 
@@ -67,7 +68,7 @@ def run_quickstart(
     train(builder, options)
     result = evaluate(builder.model, builder.val_dataset, num_vis=0)
     chance = majority_class_miou(result.confusion)
-    logger.info("Per-class IoU:\n%s", result.metrics.format_table(CITYSCAPES_CLASSES))
+    logger.info("Per-class IoU:\n%s", result.metrics.format_table(config_class_names(cfg.dic)))
     images = list_images(Path(data_root) / "leftImg8bit" / "val")
     predictions = predict(
         builder.model,

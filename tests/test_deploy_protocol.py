@@ -118,7 +118,7 @@ def test_deployed_masks_equal_evaluation(config, scale, add_resize, tmp_path, sy
     export_model(model, export_dir, cfg.val_dataset_cfg["transforms"], k,
                  test_config=builder.test_config())  # fmt: skip
     deploy = load_deploy_config(export_dir)
-    assert deploy["version"] == 2
+    assert deploy["version"] == schema.SCHEMA_VERSION
     assert deploy["eval_scale"] == builder.test_config().get("eval_scale", 1.0)
     if add_resize:
         assert deploy["output_op"] == "none"  # logits: resized back before the argmax
@@ -183,7 +183,7 @@ def _write(tmp_path: Path, deploy: Dict) -> None:
     (tmp_path / "deploy.yaml").write_text(yaml.safe_dump({"Deploy": deploy}))
 
 
-def _v2(**changes) -> Dict:
+def _deploy(**changes) -> Dict:
     deploy = schema.build_deploy(
         transforms=schema.deploy_transforms([{"type": "Normalize"}]),
         input_shape=[-1, 3, -1, -1], output_op="argmax", num_classes=4, eval_scale=0.5,
@@ -193,20 +193,48 @@ def _v2(**changes) -> Dict:
 
 
 def test_schema_round_trip_and_version_1(tmp_path):
-    _write(tmp_path, _v2())
+    _write(tmp_path, _deploy())
     deploy = schema.read_deploy(tmp_path)
-    assert deploy["version"] == schema.SCHEMA_VERSION == 2 and deploy["eval_scale"] == 0.5
-    v1 = _v2()
-    del v1["version"], v1["eval_scale"]
+    assert deploy["version"] == schema.SCHEMA_VERSION == 3 and deploy["eval_scale"] == 0.5
+    v1 = _deploy()
+    del v1["version"], v1["eval_scale"], v1["class_names"]
     _write(tmp_path, v1)
     deploy = schema.read_deploy(tmp_path)
     assert deploy["version"] == 1 and deploy["eval_scale"] == 1.0 and deploy["source"] == {}
 
 
+def test_class_names_and_palette_travel_and_version_2_still_reads(tmp_path):
+    names, palette = ["road", "car", "sky", "person"], [[1, 2, 3]] * 4
+    _write(tmp_path, _deploy(class_names=names, palette=palette))
+    deploy = schema.read_deploy(tmp_path)
+    assert deploy["class_names"] == names and deploy["palette"] == palette
+    assert schema.class_names_of(deploy) == names
+    assert schema.class_names_of(deploy, ["a", "b", "c", "d"]) == ["a", "b", "c", "d"]
+    with pytest.raises(ValueError, match="3 class names for an export with 4 classes"):
+        schema.class_names_of(deploy, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="3 class names for 4 classes"):
+        schema.build_deploy(transforms=[], input_shape=[-1, 3, -1, -1], output_op="argmax",
+                            num_classes=4, class_names=["a", "b", "c"])  # fmt: skip
+    # A version-2 file (before class names): read, names absent -> ids, palette as written.
+    v2 = _deploy(version=2, palette=palette)
+    del v2["class_names"]
+    _write(tmp_path, v2)
+    deploy = schema.read_deploy(tmp_path)
+    assert deploy["version"] == 2 and deploy.get("class_names") is None
+    assert deploy["palette"] == palette and schema.class_names_of(deploy) is None
+    # ... except that a Cityscapes/VOC source config was recognised by its name before v3
+    v2.update(num_classes=19, palette=None, source={"config": "configs/x_cityscapes_1.yml"})
+    _write(tmp_path, v2)
+    assert schema.class_names_of(schema.read_deploy(tmp_path))[13] == "car"
+
+
 @pytest.mark.parametrize(
     "changes,match",
     [
-        ({"version": 3}, "Deploy.version 3"),
+        ({"version": 4}, "Deploy.version 4"),
+        ({"class_names": ["a", "b"]}, "Deploy.class_names has 2 names for num_classes 4"),
+        ({"class_names": ["a", "b", None, "d"]}, "Deploy.class_names must be a list"),
+        ({"palette": [[0, 0, 0], [1, 2, 300]]}, r"Deploy.palette must be a list of \[R, G, B\]"),
         ({"eval_scale": 0}, "Deploy.eval_scale 0"),
         ({"eval_scale": "half"}, "Deploy.eval_scale 'half'"),
         ({"input_shape": [1, 3, 64]}, "Deploy.input_shape"),
@@ -219,7 +247,7 @@ def test_schema_round_trip_and_version_1(tmp_path):
     ],
 )  # fmt: skip
 def test_schema_errors_name_file_and_key(tmp_path, changes, match):
-    _write(tmp_path, _v2(**changes))
+    _write(tmp_path, _deploy(**changes))
     with pytest.raises(schema.DeployConfigError, match=match) as err:
         schema.read_deploy(tmp_path)
     assert str(tmp_path / "deploy.yaml") in str(err.value)

@@ -39,6 +39,8 @@ def test_two_process_launch(tiny_config, tmp_path):
     assert len(list(save_dir.glob("vdlrecords.*.log"))) == 1
     assert (save_dir / "iter_4" / "model.pdparams").is_file()
     assert "was saved at iter 4" in logs[0] and "was saved at iter" not in logs[1]
+    assert "[EVAL] Class IoU:" in logs[0] and "Class IoU" not in logs[1]  # the named table
+    assert "\nroad " in logs[0]
 
     # The evaluation over both ranks' shards equals a one-process evaluation of the checkpoint.
     assert "#Images: 2" in logs[0]

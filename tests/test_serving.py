@@ -1,7 +1,8 @@
 """Serving on Ray Serve (deploy/serving): API, batching, limits, shutdown.
 
 One server process (``deploy/serving/server.py`` on a local Ray, 127.0.0.1, a free port) serves
-a tiny STDC1 export for the whole session: :func:`shared_server` starts it once and other test
+an STDC1 export of the quick start's Cityscapes-layout config (19 named classes) for the whole
+session: :func:`shared_server` starts it once and other test
 modules reuse it (``from tests.test_serving import shared_server``). The graceful-shutdown test
 starts a second one (Paddle backend) and stops it with SIGTERM. Requests that must be slow ask
 for a model delay with ``X-Debug-Delay-Ms`` (honoured up to ``--debug_delay_ms``, test only).
@@ -34,6 +35,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deploy.schema import CITYSCAPES_CLASSES as CITYSCAPES
 from deploy.serving.app import ServeSettings, choose_backend, deployment_options
 from deploy.serving.codec import RequestError, decode_image, summary
 from deploy.serving.imageinfo import ImageHeaderError, image_size
@@ -132,16 +134,41 @@ def start_server(export_dir: Path, log: Path, *flags: str, timeout: float = 180)
     raise RuntimeError(f"server not healthy within {timeout} s:\n{server.log_tail()}")
 
 
-def make_export(out: Path, fmt: str = "onnx") -> Path:
-    """A tiny STDC1 export (4 classes, palette) like tests/test_export.py's."""
+QUICKSTART = ROOT / "configs" / "quickstart" / "stdc1_seg_synthetic_512x256.yml"
+SAMPLE = ROOT / "deploy" / "serving" / "static" / "samples" / "street_1.jpg"
+
+
+def street_weights(path: Path) -> Path:
+    """STDC1 weights for the quick start's config (19 Cityscapes classes) that predict "road"
+    on about half of the street sample, as a trained street model would: a random model's
+    head with its road bias raised by the median margin on that sample."""
     import paddle
 
-    import paddle_stdc
-    from paddle_stdc.export import NORMALIZE_DEFAULT, export_model
+    from paddle_stdc.engine.config import Builder, load_config
 
     paddle.seed(0)
-    model = paddle_stdc.create_model("stdc1_seg", num_classes=4)
-    export_model(model, out, NORMALIZE_DEFAULT, 4, palette=np.eye(4, 3, dtype=int) * 200, fmt=fmt)
+    model = Builder(load_config(str(QUICKSTART), pretrained=False)).model
+    model.eval()
+    x = (cv2.imread(str(SAMPLE)).astype("float32") / 127.5 - 1).transpose(2, 0, 1)[None]
+    with paddle.no_grad():
+        logits = model(paddle.to_tensor(x))[0].numpy()[0]
+    margin = float(np.median(logits[1:].max(axis=0) - logits[0]))
+    bias = model.conv_out.conv_out.bias
+    bias.set_value(bias.numpy() + np.eye(1, len(logits), dtype="float32")[0] * margin)
+    paddle.save(model.state_dict(), str(path))
+    return path
+
+
+def make_export(out: Path, fmt: str = "onnx") -> Path:
+    """A Cityscapes-trained export as a user makes one: ``tools/export.py`` on the quick start's
+    config (Cityscapes layout: deploy.yaml carries its 19 class names and palette) with
+    :func:`street_weights`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    weights = street_weights(out.parent / f"{out.name}_weights.pdparams")
+    cmd = [sys.executable, str(ROOT / "tools" / "export.py"), "--config", str(QUICKSTART),
+           "--model_path", str(weights), "--save_dir", str(out), "--format", fmt]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
 
@@ -321,11 +348,13 @@ def test_predict_png_json_overlay(serving_server):
     status, headers, body = post(serving_server, "/predict", png(48, 80))
     assert status == 200 and headers["content-type"] == "image/png", body[:200]
     mask = Image.open(io.BytesIO(body))
-    assert mask.mode == "P" and mask.size == (80, 48) and np.asarray(mask).max() < 4
-    assert mask.getpalette()[3:6] == [0, 200, 0]  # deploy.yaml's palette
+    assert mask.mode == "P" and mask.size == (80, 48) and np.asarray(mask).max() < 19
+    assert mask.getpalette()[3:6] == [244, 35, 232]  # deploy.yaml's (Cityscapes') palette
     status, _, body = post(serving_server, "/predict?format=json", png(48, 80))
     doc = json.loads(body)
     assert status == 200 and (doc["height"], doc["width"]) == (48, 80)
+    # the histogram is labelled with deploy.yaml's class names
+    assert doc["classes"] and all(c["name"] == CITYSCAPES[c["id"]] for c in doc["classes"])
     assert sum(c["pixels"] for c in doc["classes"]) == 48 * 80 and doc["latency_ms"] > 0
     assert abs(sum(c["share"] for c in doc["classes"]) - 1) < 1e-4
     status, headers, body = post(serving_server, "/predict?format=overlay", png(48, 80))
@@ -346,7 +375,9 @@ def test_paddlex_semantic_segmentation_api(serving_server):
     doc = json.loads(body)
     assert status == 200 and doc["errorCode"] == 0 and doc["errorMsg"] == "Success", doc
     assert doc["logId"] and doc["result"]["size"] == [32, 48]
-    assert len(doc["result"]["labelMap"]) == 32 * 48 and max(doc["result"]["labelMap"]) < 4
+    assert len(doc["result"]["labelMap"]) == 32 * 48 and max(doc["result"]["labelMap"]) < 19
+    assert set(doc) == {"logId", "errorCode", "errorMsg", "result"}  # PaddleX's, unchanged:
+    assert set(doc["result"]) == {"labelMap", "size", "image"}  # no class names added
     assert base64.b64decode(doc["result"]["image"])[:2] == b"\xff\xd8"  # JPEG overlay
     cases = [
         ({"image": "https://example.com/a.png"}, 422, "not fetched"),
@@ -368,8 +399,9 @@ def test_health_classes_metrics_index(serving_server):
     health = json.loads(body)
     assert status == 200 and health["status"] == "ok" and health["backend"] == "onnxruntime"
     classes = json.loads(request(serving_server.url, "GET", "/classes")[2])
-    assert classes["num_classes"] == 4 and classes["palette"][1] == [0, 200, 0]
-    assert classes["names"] is None  # a custom export without --class_names
+    assert classes["num_classes"] == 19 and classes["palette"][1] == [244, 35, 232]
+    assert classes["names"] == list(CITYSCAPES)  # from deploy.yaml (the config's dataset)
+    assert classes["classes"][13] == {"id": 13, "name": "car", "color": [0, 0, 142]}
     status, headers, body = request(serving_server.url, "GET", "/")
     assert status == 200 and headers["content-type"].startswith("text/html")
     assert b"<html" in body.lower()

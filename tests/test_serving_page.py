@@ -20,7 +20,8 @@ import pytest
 from . import test_serving
 from .conftest import ROOT
 
-# The session's server (tests/test_serving.py: server.py on a local Ray, tiny 4-class export),
+# The session's server (tests/test_serving.py: server.py on a local Ray, an export of the quick
+# start's Cityscapes-layout config with its 19 class names),
 # shared with the API tests rather than started a second time.
 serving_server = test_serving.serving_server
 
@@ -193,8 +194,13 @@ def test_upload_shows_overlay_and_legend(browser, serving_url, tmp_path):
     browser.find_element("id", "file-input").send_keys(str(path))
     outcome = _wait_outcome(browser)
     assert outcome == "result", browser.find_element("id", "error").text
-    _check_result(browser, serving_url, path.read_bytes(), (160, 96))
+    rows = _check_result(browser, serving_url, path.read_bytes(), (160, 96))
     assert "160 x 96" in browser.find_element("id", "summary").text
+    # a Cityscapes-trained export: the legend names classes ("road"), never "class <id>"
+    names = [r["name"] for r in rows]
+    assert "road" in names and not [n for n in names if n.startswith("class ")], names
+    info = browser.find_element("id", "model-info").text
+    assert "19 classes." in info and "no class names" not in info, info
     # nothing outside the server: no CDN, fonts or analytics
     urls = browser.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href]);"

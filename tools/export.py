@@ -5,6 +5,9 @@
         [--input_shape 1 3 1024 2048] [--output_op argmax|softmax|none] [--format paddle|onnx] \
         [--eval_scale seg50]
 
+deploy.yaml carries the palette (the config's `palette`, else the dataset's) and the class
+names of the config's dataset, for infer.py's overlays and the serving page.
+
 PaddleSeg's --without_argmax (logits: --output_op none) and --with_softmax (with
 --without_argmax: probabilities, --output_op softmax; alone: softmax then argmax, i.e. class
 ids) work too.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 
+from paddle_stdc.data.palettes import config_class_names
 from paddle_stdc.engine.cli import (
     add_common_args,
     load_builder,
@@ -66,6 +70,7 @@ def main(argv=None) -> None:
         palette=prediction_palette(
             model.num_classes, cfg.val_dataset_cfg.get("type"), cfg.dic.get("palette")
         ),
+        class_names=config_class_names(cfg.dic),  # validated by load_builder
         source={
             "config": args.config,
             "model_path": args.model_path,

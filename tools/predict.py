@@ -3,16 +3,19 @@
     python tools/predict.py --config configs/stdc1_seg_cityscapes_1024x512_80k.yml \
         --model_path output/best_model/model.pdparams --image_path demo/ --save_dir output/result \
         [--aug_pred --scales 0.75 1.0 1.25 --flip_horizontal] \
-        [--is_slide --crop_size 1024 512 --stride 768 384] [--custom_color 128 64 128 ...]
+        [--is_slide --crop_size 1024 512 --stride 768 384] [--custom_color 128 64 128 ...] \
+        [--legend]
 
 Outputs keep the images' subfolders (relative to their common folder) and never overwrite
-each other: save_dir/pseudo_color_prediction/<name>.png, save_dir/added_prediction/<name>.jpg.
+each other: save_dir/pseudo_color_prediction/<name>.png, save_dir/added_prediction/<name>.jpg
+(with --legend: a panel naming the classes present, from the config's dataset, beside it).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from paddle_stdc.data.palettes import config_class_names
 from paddle_stdc.engine.cli import (
     add_trained_model_args,
     eval_kwargs,
@@ -43,6 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="R G B for class 0, then class 1 ... (PaddleSeg's); overrides those classes' "
         "colours of the palette",
     )  # fmt: skip
+    p.add_argument(
+        "--legend", action="store_true",
+        help="draw a legend (colour, class name, share of the pixels) beside each overlay",
+    )  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -59,7 +66,8 @@ def main(argv=None) -> None:
     )
     protocol = EvalProtocol.from_dict(eval_kwargs(args, builder.test_config()))
     images = list_images(args.image_path)
-    predict(model, builder.val_transforms, images, args.save_dir, palette, protocol)
+    predict(model, builder.val_transforms, images, args.save_dir, palette, protocol,
+            config_class_names(builder.config.dic), args.legend)  # fmt: skip
 
 
 if __name__ == "__main__":

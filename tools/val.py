@@ -4,13 +4,16 @@
         --model_path output/best_model/model.pdparams [--aug_eval --flip_horizontal] \
         [--eval_scale seg50]
 
-Prints our mIoU (mean over the classes present) and PaddleSeg 2.8's (absent classes as 0).
+Prints the per-class table (named by the dataset's class names: Cityscapes'/VOC's built in, a
+`class_names` list or a labels.txt), our mIoU (mean over the classes present) and PaddleSeg
+2.8's (absent classes as 0).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from paddle_stdc.data.palettes import config_class_names
 from paddle_stdc.engine.cli import (
     add_trained_model_args,
     eval_kwargs,
@@ -18,7 +21,6 @@ from paddle_stdc.engine.cli import (
     log_eval_result,
 )
 from paddle_stdc.engine.evaluator import evaluate
-from paddle_stdc.utils.visualize import CITYSCAPES_CLASSES
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,7 +42,7 @@ def main(argv=None) -> None:
         precision=args.precision,
         **eval_kwargs(args, builder.test_config()),
     )
-    log_eval_result(result, CITYSCAPES_CLASSES if type(dataset).__name__ == "Cityscapes" else None)
+    log_eval_result(result, config_class_names(builder.config.dic))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ PaddleSeg 2.8's command line works as its docs spell it, and so do this project'
         --precision int8 --image_path images/     # after deploy/python/quantize.py
 
 Boolean flags take True/False (PaddleSeg's style) or stand alone (= True). ``--image_path`` is
-an image, a folder or a list file; outputs keep the input's relative names and subfolders.
+an image, a folder or a list file; outputs keep the input's relative names and subfolders:
+``<name>.png`` (palette PNG of class ids) and ``<name>_overlay.jpg``; ``--legend`` adds a panel
+naming the classes in the image (deploy.yaml's ``class_names``, else ``class <id>``) to the
+overlay.
 Also runs as ``python -m deploy.python.infer``. Needs only the export folder, paddle(-gpu),
 NumPy, OpenCV and PyYAML.
 """
@@ -43,7 +46,8 @@ try:
         palette_array,
         segment_video,
     )
-    from deploy.visual import palette_png
+    from deploy.schema import class_names_of
+    from deploy.visual import palette_png, with_legend
 except ModuleNotFoundError as _err:  # run as a file without `pip install -e .`
     raise SystemExit(f"infer.py: error: {_err}; run `pip install -e .`") from None
 
@@ -93,6 +97,8 @@ def _add_io(p: argparse.ArgumentParser) -> None:
     src.add_argument("--video_path", help="a video file or a camera index (0, 1, ...)")
     p.add_argument("--save_dir", default="output/infer", help="where masks/overlays are written")
     p.add_argument("--batch_size", type=int, default=1)
+    _flag(p, "--legend", False, "draw a legend (colour, class name, share of the pixels) "
+          "beside each image overlay")  # fmt: skip
 
 
 def _add_runtime(p: argparse.ArgumentParser) -> None:
@@ -259,19 +265,37 @@ def _read_image(path: Path) -> np.ndarray:
     return image
 
 
-def save(mask: np.ndarray, image: np.ndarray, palette: np.ndarray, out_dir: Path, name: str):
-    """``out_dir/name.png`` (palette PNG of class ids) and ``out_dir/name_overlay.jpg``."""
+def save(
+    mask: np.ndarray,
+    image: np.ndarray,
+    palette: np.ndarray,
+    out_dir: Path,
+    name: str,
+    legend_names: Optional[Sequence[str]] = None,
+    legend: bool = False,
+) -> None:
+    """``out_dir/name.png`` (palette PNG of class ids) and ``out_dir/name_overlay.jpg`` (with
+    ``legend``: a panel of the classes present, named by ``legend_names``, on its right)."""
     target = out_dir / f"{name}.png"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(palette_png(mask, palette))
-    cv2.imwrite(str(out_dir / f"{name}_overlay.jpg"), overlay(image, mask, palette))
+    blend = overlay(image, mask, palette)
+    if legend:
+        blend = with_legend(blend, mask, palette, legend_names)
+    cv2.imwrite(str(out_dir / f"{name}_overlay.jpg"), blend)
 
 
 def predict_images(
-    predictor: Any, paths: Sequence[Path], save_dir: Path, batch_size: int, palette: np.ndarray
+    predictor: Any,
+    paths: Sequence[Path],
+    save_dir: Path,
+    batch_size: int,
+    palette: np.ndarray,
+    names: Optional[Sequence[str]] = None,
+    legend: bool = False,
 ) -> List[float]:
     """Masks and overlays for ``paths`` under ``save_dir``; seconds per batch."""
-    names = output_names(paths)
+    out_names = output_names(paths)
     times = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
@@ -280,7 +304,7 @@ def predict_images(
         masks = predictor.predict(images, batch_size)
         times.append(time.perf_counter() - tic)
         for path, image, mask in zip(chunk, images, masks):
-            save(mask, image, palette, save_dir, names[Path(path)])
+            save(mask, image, palette, save_dir, out_names[Path(path)], names, legend)
     return times
 
 
@@ -324,7 +348,9 @@ def _benchmark(args: argparse.Namespace, predictor: Any) -> dict:
 def _run_images(args: argparse.Namespace, predictor: Any) -> None:
     paths = list_images(args.image_path)
     palette = palette_array(predictor.deploy)
-    times = predict_images(predictor, paths, Path(args.save_dir), args.batch_size, palette)
+    names = class_names_of(predictor.deploy)
+    times = predict_images(predictor, paths, Path(args.save_dir), args.batch_size, palette,
+                           names, args.legend)  # fmt: skip
     print(f"wrote {len(paths)} masks to {args.save_dir}")
     if args.benchmark:
         report = {"images": len(paths), "batch_size": args.batch_size,
@@ -336,6 +362,8 @@ def _run_images(args: argparse.Namespace, predictor: Any) -> None:
 
 
 def _run_video(args: argparse.Namespace, predictor: Any) -> int:
+    if args.legend:
+        warn("--legend applies to --image_path overlays; the video is written without it")
     stats = segment_video(predictor, args.video_path, args.save_dir,
                           palette_array(predictor.deploy), args.batch_size)  # fmt: skip
     print(stats.summary())

@@ -33,6 +33,7 @@ from ray.serve.exceptions import BackPressureError
 from starlette.staticfiles import StaticFiles
 
 from deploy.python.predictor import load_deploy_config
+from deploy.schema import class_names_of
 from deploy.serving import codec, metrics
 from deploy.serving.codec import RequestError
 from deploy.visual import palette_png
@@ -253,7 +254,7 @@ class Ingress:
         self.deploy = load_deploy_config(Path(settings.export_dir))
         k = int(self.deploy.get("num_classes") or 256)
         self.palette = self.deploy.get("palette") or codec.default_palette(k)
-        self.names = codec.class_names(self.deploy, settings.class_names)
+        self.names = class_names_of(self.deploy, settings.class_names)
         self.backend = choose_backend(settings, self.deploy)
         self.capacity = model_capacity(settings)
 
@@ -352,8 +353,14 @@ class Ingress:
 
     @app.get("/classes")
     async def classes(self) -> Dict[str, Any]:
+        """Names (None when unknown) and colours per class id, as lists and per class."""
+        k = int(self.deploy.get("num_classes") or len(self.palette))
+        names = self.names or []
+        per_class = [{"id": i, "name": names[i] if i < len(names) else None,
+                      "color": list(self.palette[i]) if i < len(self.palette) else None}
+                     for i in range(k)]  # fmt: skip
         return {"num_classes": self.deploy.get("num_classes"), "names": self.names,
-                "palette": self.palette}  # fmt: skip
+                "palette": self.palette, "classes": per_class}  # fmt: skip
 
     @app.get("/")
     async def index(self) -> Response:

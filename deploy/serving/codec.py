@@ -8,20 +8,13 @@ or a per-class pixel summary.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
 
 from deploy.serving.imageinfo import ImageHeaderError, image_size
 from deploy.visual import overlay
-
-CITYSCAPES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
-              "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
-              "bus", "train", "motorcycle", "bicycle")  # fmt: skip
-VOC = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-       "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-       "sheep", "sofa", "train", "tvmonitor")  # fmt: skip
 
 
 class RequestError(Exception):
@@ -62,22 +55,6 @@ def default_palette(num_classes: int) -> List[List[int]]:
             lab >>= 3
         palette.append(rgb)
     return palette
-
-
-def class_names(deploy: Dict[str, Any], given: Optional[Sequence[str]]) -> Optional[List[str]]:
-    """``given`` names, else Cityscapes'/VOC's when the export's config names that dataset."""
-    k = deploy.get("num_classes")
-    if given:
-        names = list(given)
-        if k and len(names) != k:
-            raise ValueError(f"{len(names)} class names for an export with {k} classes")
-        return names
-    config = str((deploy.get("source") or {}).get("config", "")).lower()
-    if k == 19 and "cityscapes" in config:
-        return list(CITYSCAPES)
-    if k == 21 and "voc" in config:
-        return list(VOC)
-    return None
 
 
 def read_class_names(value: Optional[str]) -> Optional[List[str]]:

@@ -15,6 +15,7 @@ from deploy.images import ImageListError
 from paddle_stdc.data.datasets import DataError
 from paddle_stdc.data.palettes import palette_for
 from paddle_stdc.engine.inference import EVAL_PRESETS
+from paddle_stdc.engine.logging import log_class_table
 from paddle_stdc.engine.validate import ConfigError, validate_config
 from paddle_stdc.utils import quiet
 from paddle_stdc.utils.download import WeightsUnavailableError
@@ -264,7 +265,7 @@ def resolve_output_op(args: argparse.Namespace) -> str:
 
 def log_eval_result(result: Any, class_names: Optional[Sequence[str]] = None) -> None:
     """The per-class table, the summary line, and PaddleSeg 2.8's mIoU beside ours."""
-    logger.info("[EVAL] Class IoU:\n%s", result.metrics.format_table(class_names))
+    log_class_table(result.metrics, class_names)
     logger.info("[EVAL] %s", result.summary())
     logger.info("[EVAL] %s", miou_comparison(result.metrics))
 

@@ -5,7 +5,8 @@ A PaddleSeg user's YAML (``_base_`` inheritance, ``--opts key=value``) works unc
 ``pretrained=False`` nulls every ``pretrained`` key of the model (tests, offline runs),
 ``lr_scheduler.type`` may also name a schedule of :mod:`paddle_stdc.engine.schedules`, and
 transforms that pad labels pad with their dataset's ``ignore_index`` unless the config says
-otherwise (:func:`~paddle_stdc.engine.validate.fill_label_padding`).
+otherwise (:func:`~paddle_stdc.engine.validate.fill_label_padding`). A
+dataset's ``class_names`` (for logs and exports) is not passed to its constructor.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import copy
 from typing import Any, Dict, Optional, Sequence
 
 import paddle
-from paddleseg.cvlibs import Config, SegBuilder
+from paddleseg.cvlibs import Config, SegBuilder, manager
 
 import paddle_stdc  # noqa: F401  (registers our components before anything is built)
 from paddle_stdc.engine.schedules import OWN_SCHEDULERS
-from paddle_stdc.engine.validate import ConfigError, fill_label_padding
+from paddle_stdc.engine.validate import DATASET_EXTRA_KEYS, ConfigError, fill_label_padding
 from paddle_stdc.utils.download import WeightsUnavailableError
 
 
@@ -74,6 +75,8 @@ class Builder(SegBuilder):
     ``SegBuilder``; a missing file or a bad key surfaces as its own one-line error."""
 
     def build_component(self, cfg: Dict[str, Any]) -> Any:
+        if cfg.get("type") in manager.DATASETS.components_dict:
+            cfg = {k: v for k, v in cfg.items() if k not in DATASET_EXTRA_KEYS}
         try:
             return super().build_component(cfg)
         except RuntimeError as err:  # PaddleSeg re-raises every failure as "Tried to create"

@@ -1,11 +1,13 @@
-"""Progress lines (PaddleSeg's ``[TRAIN]`` format) and VisualDL scalars/images."""
+"""Progress lines (PaddleSeg's ``[TRAIN]`` format), the per-class table, and VisualDL
+scalars/images (``Evaluate/IoU/<class>`` per class, named by the dataset's class names)."""
 
 from __future__ import annotations
 
 import datetime
 import logging
+import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -16,6 +18,23 @@ logger = logging.getLogger("paddle_stdc")
 
 def format_eta(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(max(0, seconds))))
+
+
+def log_class_table(metrics: Any, class_names: Optional[Sequence[str]] = None) -> None:
+    """``[EVAL] Class IoU:`` and the per-class table (PaddleSeg prints it at each evaluation)."""
+    logger.info("[EVAL] Class IoU:\n%s", metrics.format_table(class_names))
+
+
+def class_tags(num_classes: int, class_names: Optional[Sequence[str]] = None) -> List[str]:
+    """One VisualDL tag part per class: its name with every run of characters other than
+    letters, digits, ``_ . -`` made ``_`` ("traffic light" -> "traffic_light"), else
+    ``class_<id>``; a name that would repeat another's gets ``_<id>``."""
+    tags: List[str] = []
+    for k in range(num_classes):
+        name = str(class_names[k]) if class_names is not None and k < len(class_names) else ""
+        tag = re.sub(r"[^0-9A-Za-z_.-]+", "_", name).strip("_") or f"class_{k}"
+        tags.append(f"{tag}_{k}" if tag in tags else tag)
+    return tags
 
 
 class ProgressMeter:
@@ -78,6 +97,15 @@ class VisualDLWriter:
     def train_scalars(self, scalars: Dict[str, float], step: int) -> None:
         for tag, value in scalars.items():
             self.scalar(tag, value, step)
+
+    def class_scalars(
+        self, class_iou: Sequence[float], step: int, class_names: Optional[Sequence[str]] = None
+    ) -> None:
+        """``Evaluate/IoU/<class>`` per class; an undefined IoU (class absent from labels and
+        predictions) is not written rather than written as 0."""
+        for tag, value in zip(class_tags(len(class_iou), class_names), class_iou):
+            if not np.isnan(value):
+                self.scalar(f"Evaluate/IoU/{tag}", value, step)
 
     def eval_images(self, result, dataset, step: int) -> None:
         """Prediction | ground truth, side by side, for the samples the evaluator kept."""

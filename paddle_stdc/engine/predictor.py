@@ -5,8 +5,10 @@ Writes, like PaddleSeg's ``tools/predict.py``::
     save_dir/pseudo_color_prediction/<name>.png   palette PNG of class ids
     save_dir/added_prediction/<name>.jpg          colour mask blended over the image
 
-``<name>`` is :func:`deploy.images.output_names`'s: the image's path relative to the images'
-common folder, so subfolders are kept and two images never share an output.
+With ``legend``, the overlay gets a panel naming the classes present (the one infer.py draws,
+:func:`deploy.visual.with_legend`). ``<name>`` is :func:`deploy.images.output_names`'s: the
+image's path relative to the images' common folder, so subfolders are kept and two images
+never share an output.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from paddleseg.transforms import Compose
 from PIL import Image
 
 from deploy.images import list_images, output_names  # noqa: F401  (list_images: re-export)
+from deploy.visual import with_legend
 from paddle_stdc.engine.inference import EvalProtocol, infer_logits
 from paddle_stdc.utils.visualize import colorize, overlay
 
@@ -44,9 +47,16 @@ def predict_mask(
 
 
 def save_prediction(
-    mask: np.ndarray, image_path: Path, save_dir: Path, palette: np.ndarray, stem: str
+    mask: np.ndarray,
+    image_path: Path,
+    save_dir: Path,
+    palette: np.ndarray,
+    stem: str,
+    class_names: Optional[Sequence[str]] = None,
+    legend: bool = False,
 ) -> None:
-    """Write the palette PNG and the overlay for one image (``stem``: relative, no suffix)."""
+    """Write the palette PNG and the overlay for one image (``stem``: relative, no suffix);
+    ``legend`` adds the classes present, named by ``class_names``, beside the overlay."""
     color_dir, added_dir = save_dir / "pseudo_color_prediction", save_dir / "added_prediction"
     (color_dir / stem).parent.mkdir(parents=True, exist_ok=True)
     (added_dir / stem).parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +65,10 @@ def save_prediction(
     pil.save(color_dir / f"{stem}.png")
     bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     blend = overlay(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), colorize(mask, palette))
-    cv2.imwrite(str(added_dir / f"{stem}.jpg"), cv2.cvtColor(blend, cv2.COLOR_RGB2BGR))
+    blend = cv2.cvtColor(blend, cv2.COLOR_RGB2BGR)
+    if legend:
+        blend = with_legend(blend, mask, palette[:256], class_names)
+    cv2.imwrite(str(added_dir / f"{stem}.jpg"), blend)
 
 
 def predict(
@@ -65,6 +78,8 @@ def predict(
     save_dir: str | Path,
     palette: np.ndarray,
     protocol: Optional[EvalProtocol] = None,
+    class_names: Optional[Sequence[str]] = None,
+    legend: bool = False,
 ) -> List[Path]:
     """Predict every image and write its masks under ``save_dir``; returns the PNG paths.
 
@@ -76,7 +91,7 @@ def predict(
     written = []
     for path, name in output_names([Path(p) for p in image_paths]).items():
         mask = predict_mask(model, compose, path, protocol)
-        save_prediction(mask, path, save_dir, palette, name)
+        save_prediction(mask, path, save_dir, palette, name, class_names, legend)
         written.append(save_dir / "pseudo_color_prediction" / f"{name}.png")
     how = protocol.describe() if protocol is not None else "full resolution"
     logger.info("Predicted %d images (%s); results in %s", len(written), how, save_dir)

@@ -3,11 +3,13 @@
 Contract kept from PaddleSeg 2.8: config keys, ``save_dir/iter_N/{model.pdparams,model.pdopt}``,
 ``best_model/``, ``keep_checkpoint_max``, VisualDL tags (``Train/loss``, ``Train/loss_<i>``,
 ``Train/lr``, ``Train/batch_cost``, ``Train/reader_cost``, ``Evaluate/mIoU``, ``Evaluate/Acc``)
-and the ``[TRAIN]`` log line; ``--use_ema`` (``iter_N/ema_model.pdparams``,
-``ema_best_model/ema_model.pdparams``, ``Evaluate/Ema_mIoU``, ``Evaluate/Ema_Acc``) and
-``--profiler_options``. Differences: it runs on Paddle 3, tells losses the iteration
-(``set_iteration``, e.g. the decayed detail-loss kernel), writes checkpoints atomically,
-resumes the data order and the EMA exactly, and stops on a NaN/Inf loss.
+and the ``[TRAIN]`` log line, plus at every evaluation the per-class IoU table in the log and
+``Evaluate/IoU/<class>`` scalars (named by the dataset's class names); ``--use_ema``
+(``iter_N/ema_model.pdparams``, ``ema_best_model/ema_model.pdparams``, ``Evaluate/Ema_mIoU``,
+``Evaluate/Ema_Acc``) and ``--profiler_options``. Differences: it runs on Paddle 3, tells
+losses the iteration (``set_iteration``, e.g. the decayed detail-loss kernel), writes
+checkpoints atomically, resumes the data order and the EMA exactly, and stops on a NaN/Inf
+loss.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import paddle
 import paddle.nn as nn
 
 from paddle_stdc.data.loading import build_train_loader, check_batch_labels, raise_if_failed
+from paddle_stdc.data.palettes import config_class_names
 from paddle_stdc.engine.checkpoint import (
     TrainState,
     load_checkpoint,
@@ -35,7 +38,7 @@ from paddle_stdc.engine.checkpoint import (
 )
 from paddle_stdc.engine.config import Builder
 from paddle_stdc.engine.evaluator import EvalResult, evaluate
-from paddle_stdc.engine.logging import ProgressMeter, VisualDLWriter
+from paddle_stdc.engine.logging import ProgressMeter, VisualDLWriter, log_class_table
 from paddle_stdc.engine.runtime import (
     AmpSettings,
     ModelEMA,
@@ -205,11 +208,15 @@ def _evaluate(model: nn.Layer, val_dataset, options: TrainOptions, num_vis: int)
     )
 
 
-def _evaluate_and_log(model, val_dataset, options, writer, it) -> EvalResult:
+def _evaluate_and_log(model, val_dataset, options, writer, it, class_names=None) -> EvalResult:
+    """Evaluate; log the per-class table and write the scalars (mIoU, Acc, IoU per class)."""
     result = _evaluate(model, val_dataset, options, options.num_vis)
     model.train()
+    if dist_info().is_main:
+        log_class_table(result.metrics, class_names)
     writer.scalar("Evaluate/mIoU", result.miou, it)
     writer.scalar("Evaluate/Acc", result.acc, it)
+    writer.class_scalars(result.metrics.class_iou, it, class_names)
     writer.eval_images(result, val_dataset, it)
     return result
 
@@ -347,7 +354,8 @@ def _save_point(builder, model, optimizer, state, options, writer, val_dataset, 
     if ema is not None:
         sync_buffers(ema.model)
     if val_dataset is not None:
-        evals["model"] = _evaluate_and_log(model, val_dataset, options, writer, it)
+        names = config_class_names(builder.config.dic)  # checked by validate_config
+        evals["model"] = _evaluate_and_log(model, val_dataset, options, writer, it, names)
         if ema is not None:
             evals["ema"] = _evaluate_ema(ema, val_dataset, options, writer, it)
     if dist_info().is_main:

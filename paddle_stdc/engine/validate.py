@@ -8,7 +8,9 @@ for the file-list ``Dataset``), and finds a loss list of the wrong length only i
 step. :func:`validate_config` checks the merged YAML -- top-level keys, every component's
 ``type`` and keys (model, backbone, datasets, transforms, each ``loss.types`` entry and the
 losses inside a ``MixedLoss``), ``optimizer`` and ``lr_scheduler`` -- suggesting the closest
-name ("did you mean"); :func:`check_loss_count` checks the built model's training outputs
+name ("did you mean") -- and the datasets' class names (a ``class_names`` list or a labels
+file, :func:`paddle_stdc.data.palettes.config_class_names`) against their class count;
+:func:`check_loss_count` checks the built model's training outputs
 against ``loss.types`` and ``loss.coef``.
 
 Label padding: PaddleSeg's transforms pad labels with ``label_padding_value`` (default 255)
@@ -30,6 +32,7 @@ import paddle
 import paddle.nn as nn
 from paddleseg.cvlibs import Config, manager
 
+from paddle_stdc.data.palettes import config_class_names
 from paddle_stdc.engine.schedules import OWN_SCHEDULERS
 
 #: Top-level keys PaddleSeg 2.8's Config and this project read.
@@ -40,6 +43,8 @@ TOP_LEVEL_KEYS = frozenset({
 })  # fmt: skip
 _MANAGERS = (manager.MODELS, manager.BACKBONES, manager.DATASETS, manager.TRANSFORMS,
              manager.LOSSES)  # fmt: skip
+#: Dataset keys no constructor takes: class names for logs and exports (the Builder drops them).
+DATASET_EXTRA_KEYS = ("class_names",)
 #: Keys of the ``loss`` section; PaddleSeg's builder reads these two.
 LOSS_KEYS = ("types", "coef")
 #: Lower-case optimizer names PaddleSeg 2.8's builder accepts for compatibility.
@@ -135,7 +140,10 @@ def _check_keys(where: str, comp: Dict[str, Any], registry: Any = None) -> None:
     cls = _component_class(comp["type"], where, registry)
     # networks take `pretrained` (our registered factories load it after building them)
     networks = registry in (manager.MODELS, manager.BACKBONES)
-    _check_arguments(where, comp, cls, ["pretrained"] if networks else [])
+    extra = ["pretrained"] if networks else []
+    if registry is manager.DATASETS:
+        extra += DATASET_EXTRA_KEYS  # metadata read from the config (class names)
+    _check_arguments(where, comp, cls, extra)
 
 
 def _check_loss_section(loss: Any) -> None:
@@ -325,6 +333,10 @@ def validate_config(cfg: Config, for_training: bool = True) -> None:
                 f"{data_classes} classes: set model.num_classes: {data_classes}"
                 + (" (or fix the dataset's num_classes)" if "num_classes" in dataset else "")
             )
+    try:
+        config_class_names(dic)
+    except (OSError, ValueError) as err:
+        raise ConfigError(str(err)) from None
 
 
 def check_loss_count(model: nn.Layer, loss_cfg: Dict[str, List[Any]]) -> None:
