@@ -80,7 +80,7 @@ def preprocess(image_bgr: np.ndarray, transforms: Sequence[Dict[str, Any]]) -> P
 
     Like the training side's val datasets, resizing and padding work on the uint8 image (the
     dataset skips PaddleSeg's float32 copy) and ``Normalize`` makes it float32, so the network
-    sees the same tensor as ``tools/val.py``.
+    sees the same tensor as ``tools/val.py`` and ``tools/predict.py`` (docs/evaluation.md).
     """
     img = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     undo: List[Tuple[str, Tuple[int, int]]] = []

@@ -20,7 +20,9 @@ Samples are handed to PaddleSeg's ``Compose`` as it would read them itself (BGR 
 label as ``np.asarray(Image.open(path))``), so the transforms behave exactly as in PaddleSeg --
 except that when every transform takes uint8 (:mod:`paddle_stdc.data.transforms`), the image
 stays uint8, which saves the float32 copy and its conversions (see "Input pipeline speed" in
-docs/data.md).
+docs/data.md). :func:`load_model_input` is the same reading for ``tools/predict.py``, so
+prediction, evaluation and deploy's predictor (uint8 resize, then ``Normalize``) see one tensor
+per image.
 """
 
 from __future__ import annotations
@@ -61,6 +63,28 @@ def read_image(path: str, channels: int = 3) -> np.ndarray:
     if image is None or image.size == 0:
         raise DataError(f"image file {path} cannot be decoded (corrupt, empty or not an image)")
     return image
+
+
+def new_sample(image: np.ndarray, transforms: Any) -> Dict[str, Any]:
+    """The sample a PaddleSeg ``Compose`` gets for a uint8 image read by :func:`read_image`.
+
+    The image stays uint8 when every transform takes uint8 (:func:`takes_uint8`: resizing and
+    padding then work on uint8 and ``Normalize`` is the one float conversion, as in deploy's
+    predictor); otherwise it becomes float32, as PaddleSeg's reader makes it.
+    """
+    if not takes_uint8(transforms):
+        image = image.astype("float32")
+    return {"img": image, "trans_info": [], "gt_fields": []}
+
+
+def load_model_input(path: str | Path, transforms: Any, channels: int = 3) -> Dict[str, Any]:
+    """Image file -> the transformed sample (``img`` (C, H, W) float32, ``trans_info``).
+
+    What the val datasets (``tools/val.py``) do with a sample's image, for ``tools/predict.py``:
+    one reading (:func:`read_image`: OpenCV, BGR, EXIF orientation applied) and one
+    :func:`new_sample`, so prediction and evaluation feed the network the same tensor.
+    """
+    return transforms(new_sample(read_image(str(path), channels), transforms))
 
 
 def read_label(path: str) -> np.ndarray:
@@ -250,11 +274,8 @@ class CheckedDatasetMixin:
     def _load(self, index: int) -> Dict[str, Any]:
         label_path = self.file_list[index][1]
         image, label = self.read_sample(index)
-        # Every transform takes uint8 (ours, PaddleSeg's geometric ones): skip the float32
-        # copy PaddleSeg's reader makes; otherwise read as PaddleSeg's Compose does.
-        if not takes_uint8(self.transforms):
-            image = image.astype("float32")
-        data: Dict[str, Any] = {"img": image, "trans_info": [], "gt_fields": []}
+        # uint8 when every transform takes it (no float32 copy), as load_model_input does.
+        data = new_sample(image, self.transforms)
         if label is None:
             return self.transforms(data)
         data["label"] = label

@@ -26,6 +26,7 @@ from PIL import Image
 
 from deploy.images import list_images, output_names  # noqa: F401  (list_images: re-export)
 from deploy.visual import with_legend
+from paddle_stdc.data.datasets import load_model_input
 from paddle_stdc.engine.inference import EvalProtocol, infer_logits
 from paddle_stdc.utils.visualize import colorize, overlay
 
@@ -35,11 +36,12 @@ logger = logging.getLogger("paddle_stdc")
 def predict_mask(
     model: nn.Layer, transforms: Compose, image_path: Path, protocol: Optional[EvalProtocol] = None
 ) -> np.ndarray:
-    """Class-id mask (H, W) uint8 of one image at its original resolution."""
-    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read image {image_path} (missing, empty or not an image)")
-    data = transforms({"img": image.astype(np.float32), "trans_info": []})
+    """Class-id mask (H, W) uint8 of one image at its original resolution.
+
+    The image becomes the tensor ``tools/val.py`` evaluates and the export's predictor runs
+    (:func:`~paddle_stdc.data.datasets.load_model_input`: resized as uint8, then normalized).
+    """
+    data = load_model_input(image_path, transforms)
     x = paddle.to_tensor(data["img"][np.newaxis])
     with paddle.no_grad():
         logits = infer_logits(model, x, data.get("trans_info"), protocol)
