@@ -191,6 +191,7 @@ def test_check_dataset_tool_reports_every_problem_and_class_statistics(
     assert "train_dataset (Cityscapes, train): 4 samples, 0 problems" in clean.stdout
     assert "val_dataset (Cityscapes, val): 2 samples, 0 problems" in clean.stdout
     assert "ignore" in clean.stdout and "128x64: 4" in clean.stdout
+    assert "road" in clean.stdout and "sidewalk" in clean.stdout  # the dataset's class names
 
     labels, images = _labels(own_root), _images(own_root)
     arr = np.asarray(Image.open(labels[0])).copy()

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from paddle_stdc.data.check import scan_dataset
+from paddle_stdc.data.palettes import dataset_class_names
 from paddle_stdc.engine.cli import add_verbose_arg, opts_list, setup_logging
 from paddle_stdc.engine.config import Builder, load_config
 from paddle_stdc.engine.validate import fill_label_padding
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
         mine = [f for f in fills if f.key.startswith(split + ".")]
         report.label_padding = [f.describe() for f in mine]
         report.problems += [f.error() for f in mine if not f.ok]
-        print(report.summary(getattr(dataset, "CLASS_NAMES", None)))
+        print(report.summary(dataset_class_names(cfg.dic[split], split)))
         failed |= not report.ok
     return 1 if failed else 0
 
