@@ -316,6 +316,73 @@ def run_locust(
     return json.loads(result.read_text())
 
 
+# ---- per-request profile ---------------------------------------------------------------------
+
+
+def profile_requests(url: str, body: bytes, count: int, path: str = "/predict") -> List[Dict]:
+    """``count`` sequential POSTs on one keep-alive connection: per request the client's
+    latency (``client`` ms) and the server's ``Server-Timing`` stages (ms)."""
+    import http.client
+
+    from deploy.serving.codec import parse_server_timing
+
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    rows = []
+    try:
+        for _ in range(count):
+            tic = time.perf_counter()
+            conn.request("POST", path, body=body,
+                         headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+            resp = conn.getresponse()
+            resp.read()
+            client_ms = (time.perf_counter() - tic) * 1000
+            if resp.status != 200:
+                raise RuntimeError(f"POST {path}: HTTP {resp.status} while profiling")
+            stages = parse_server_timing(resp.getheader("Server-Timing") or "")
+            rows.append({"client": client_ms, **stages})
+    finally:
+        conn.close()
+    return rows
+
+
+def render_profile(rows: Sequence[Dict], raw: Dict[str, Any]) -> str:
+    """Median ms per stage over the profiled requests, the proxy's share (client - app) and
+    the raw predictor's median next to them."""
+    names = [k for k in rows[0] if k != "client"] + ["client"]
+    med = {k: float(np.median([r[k] for r in rows if k in r])) for k in names}
+    lines = [f"per-request profile, median of {len(rows)} sequential requests (ms):",
+             "| stage | ms |", "|---|---:|"]  # fmt: skip
+    lines += [f"| {k} | {med[k]:.2f} |" for k in names]
+    if "app" in med:
+        lines.append(f"| client - app (HTTP client, Ray proxy, uvicorn) | "
+                     f"{med['client'] - med['app']:.2f} |")  # fmt: skip
+    lines.append(f"| raw predictor (preprocess + run + mask), batch 1 | {raw['p50_ms']:.2f} |")
+    lines.append(f"| client - raw predictor | {med['client'] - raw['p50_ms']:.2f} |")
+    return "\n".join(lines)
+
+
+def run_profile(args: argparse.Namespace, predictor, image: np.ndarray, body: bytes) -> str:
+    """Raw predictor, then a fresh server profiled with sequential requests, then the raw
+    predictor again (the machine's load drifts); the median table."""
+    before = time_raw(predictor, image, args.raw_seconds)
+    port = args.port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = Path(args.out_dir) / "server_profile.log"
+    proc = start_server(args.export_dir, port, args.server_args, log)
+    try:
+        wait_healthy(url, proc, args.startup_timeout, log)
+        profile_requests(url, body, 10)  # warm-up
+        rows = profile_requests(url, body, args.profile)
+    finally:
+        stop_server(proc)
+    after = time_raw(predictor, image, args.raw_seconds)
+    ms = np.concatenate([before["times_ms"], after["times_ms"]])
+    raw = {"p50_ms": float(np.median(ms))}
+    (Path(args.out_dir) / "profile.json").write_text(json.dumps(rows))
+    return render_profile(rows, raw)
+
+
 # ---- main ------------------------------------------------------------------------------------
 
 
@@ -331,6 +398,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--startup_timeout", type=float, default=300.0)
     p.add_argument("--out_dir", default="output/serving_bench", help="logs and raw results")
     p.add_argument("--update-readme", dest="update_readme", action="store_true")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="instead of the load levels: N sequential requests, median time per "
+                        "server stage (Server-Timing) next to the raw predictor")  # fmt: skip
     p.add_argument("server_args", nargs="*", help="after --: extra flags for server.py")
     return p.parse_args(argv)
 
@@ -349,6 +419,9 @@ def main(argv=None) -> Dict[str, Any]:
 
     load_before = os.getloadavg()[0]
     predictor, backend, threads = make_predictor(args.export_dir, args.server_args)
+    if args.profile:
+        print(run_profile(args, predictor, image, image_path.read_bytes()))
+        return {}
     slots: List[Dict[str, Any]] = []
 
     def raw_slot(when: str) -> float:

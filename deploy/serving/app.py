@@ -131,7 +131,13 @@ class Segmenter:
         self._batched.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000.0)
 
     async def __call__(self, image: np.ndarray, delay_s: float = 0.0) -> Dict[str, Any]:
-        return await self._batched(image, delay_s)
+        enter = time.perf_counter()
+        result = await self._batched(image, delay_s)
+        if "model_start" in result:
+            done = time.perf_counter()
+            result = {**result, "wait_ms": (result.pop("model_start") - enter) * 1000,
+                      "segmenter_ms": (done - enter) * 1000}  # fmt: skip
+        return result
 
     def info(self) -> Dict[str, Any]:
         return {"backend": self.backend, "pid": os.getpid()}
@@ -141,6 +147,7 @@ class Segmenter:
         return await asyncio.to_thread(self._run_batch, images, delays)
 
     def _run_batch(self, images: List[np.ndarray], delays: List[float]) -> List[Dict]:
+        start = time.perf_counter()
         if self._max_delay_s > 0:  # test-only: a slow model
             time.sleep(min(max(delays), self._max_delay_s))
         groups: Dict[Tuple[int, ...], List[int]] = defaultdict(list)
@@ -150,7 +157,8 @@ class Segmenter:
         for members in groups.values():
             for i, result in zip(members, self._run_group([images[i] for i in members])):
                 results[i] = {**result, "batch": len(images), "groups": len(groups)}
-        return results
+        model_ms = (time.perf_counter() - start) * 1000
+        return [{**r, "model_start": start, "model_ms": model_ms} for r in results]
 
     def _run_group(self, images: List[np.ndarray]) -> List[Dict]:
         """One predictor call for same-size images; its error is each request's answer."""
@@ -259,7 +267,9 @@ class Ingress:
 
     async def _segment(self, data: bytes, delay_s: float, start: float):
         """(image, mask, model info) for an encoded image, within the request deadline."""
+        tic = time.perf_counter()
         image = await asyncio.to_thread(codec.decode_image, data, self.s.max_pixels)
+        decoded = time.perf_counter()
         remaining = self.s.request_timeout_s - (time.perf_counter() - start)
         if metrics.queue_depth() >= self.capacity:  # every batch slot taken, queue full
             raise RequestError(503, "busy: the model's queue is full; retry",
@@ -280,6 +290,10 @@ class Ingress:
         if "error" in result:
             raise RequestError(result["status"], result["error"])
         metrics.BATCH.observe(result["batch"])
+        call_ms = (time.perf_counter() - decoded) * 1000
+        result["stages"] = {"decode": (decoded - tic) * 1000, "call": call_ms,
+                            "hop": call_ms - result["segmenter_ms"], "wait": result["wait_ms"],
+                            "model": result["model_ms"]}  # fmt: skip
         return image, result["mask"], result
 
     @app.post("/predict")
@@ -290,17 +304,25 @@ class Ingress:
                 raise RequestError(422, f"format={format!r}: use png, json or overlay")
             delay = _delay_s(request)
             data = await read_body(request, self.s.max_bytes)
-            image, mask, _ = await self._segment(data, delay, start)
+            read = time.perf_counter()
+            image, mask, info = await self._segment(data, delay, start)
         except RequestError as err:
             return _error(err)
+        encode = time.perf_counter()
         if format == "json":
             latency = (time.perf_counter() - start) * 1000
-            return JSONResponse(codec.summary(mask, self.names, latency))
-        if format == "overlay":
+            response: Response = JSONResponse(codec.summary(mask, self.names, latency))
+        elif format == "overlay":
             body = await asyncio.to_thread(codec.encode_overlay, image, mask, self.palette)
-            return Response(body, media_type="image/jpeg")
-        body = await asyncio.to_thread(palette_png, mask, self.palette)
-        return Response(body, media_type="image/png")
+            response = Response(body, media_type="image/jpeg")
+        else:
+            body = await asyncio.to_thread(palette_png, mask, self.palette)
+            response = Response(body, media_type="image/png")
+        done = time.perf_counter()
+        stages = {"read": (read - start) * 1000, **info["stages"],
+                  "encode": (done - encode) * 1000, "app": (done - start) * 1000}  # fmt: skip
+        response.headers["Server-Timing"] = codec.server_timing(stages)
+        return response
 
     @app.post("/semantic-segmentation")
     async def paddlex(self, request: Request) -> JSONResponse:

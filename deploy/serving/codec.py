@@ -96,6 +96,24 @@ def encode_overlay(image: np.ndarray, mask: np.ndarray, palette: Sequence[Sequen
     return cv2.imencode(".jpg", blend, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 
+def server_timing(stages: Dict[str, float]) -> str:
+    """A ``Server-Timing`` header value (W3C) for stage durations in ms, in the given order:
+    where a request's time went inside the server (``tools/benchmark_serving.py --profile``)."""
+    return ", ".join(f"{name};dur={ms:.2f}" for name, ms in stages.items())
+
+
+def parse_server_timing(value: str) -> Dict[str, float]:
+    """``server_timing``'s inverse: {stage: ms} (entries without ``dur`` are skipped)."""
+    stages: Dict[str, float] = {}
+    for entry in value.split(","):
+        name, _, params = entry.strip().partition(";")
+        for param in params.split(";"):
+            key, _, val = param.strip().partition("=")
+            if key == "dur" and name:
+                stages[name] = float(val)
+    return stages
+
+
 def summary(mask: np.ndarray, names: Optional[Sequence[str]], latency_ms: float) -> Dict:
     """{"height", "width", "classes": [{"id", "pixels", "share"[, "name"]}], "latency_ms"}."""
     counts = np.bincount(mask.reshape(-1), minlength=1)
