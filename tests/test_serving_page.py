@@ -283,6 +283,24 @@ def test_benchmark_summary_of_a_recorded_run():
     assert benchmark.check_targets([dict(c16, errors={}, error_count=0, raw_ips=2.0)])[0][0]
 
 
+def test_benchmark_profile_of_recorded_requests():
+    """--profile's table: median per Server-Timing stage, the proxy's share, the raw model."""
+    benchmark = _benchmark_module()
+    rows = [
+        {"client": 70.0, "read": 1.0, "wait": 0.0, "model": 60.0, "app": 64.0},
+        {"client": 80.0, "read": 3.0, "wait": 0.2, "model": 62.0, "app": 68.0},
+        {"client": 90.0, "read": 2.0, "wait": 0.1, "model": 64.0, "app": 66.0},
+    ]
+    table = benchmark.render_profile(rows, {"p50_ms": 58.0})
+    assert "median of 3 sequential requests" in table
+    assert "| read | 2.00 |" in table and "| model | 62.00 |" in table
+    assert "| client | 80.00 |" in table
+    assert "| client - app (HTTP client, Ray proxy, uvicorn) | 14.00 |" in table
+    assert "| client - raw predictor | 22.00 |" in table
+    order = [line.split("|")[1].strip() for line in table.splitlines()[3:8]]
+    assert order == ["read", "wait", "model", "app", "client"]
+
+
 def test_benchmark_table_goes_between_the_readme_markers():
     benchmark = _benchmark_module()
     from paddle_stdc.utils.readme import replace_block

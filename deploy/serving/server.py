@@ -2,11 +2,12 @@
 
     python deploy/serving/server.py --export_dir output/inference_model \
         [--backend auto|paddle|onnxruntime] [--device gpu --use_trt --precision fp16] \
-        [--replicas N | --min_replicas 1 --max_replicas 4] [--max_batch_size 8 --batch_wait_ms 5] \
+        [--replicas N | --min_replicas 1 --max_replicas 4] [--max_batch_size 8 --batch_wait_ms 0] \
         [--address auto] [--host 127.0.0.1 --port 8000]
 
 Starts a local Ray (or joins a running cluster with ``--address auto``), runs the application
-of ``deploy/serving/app.py`` and serves until SIGINT/SIGTERM; then it stops taking requests,
+of ``deploy/serving/app.py`` (one deployment: API and model in each replica) and serves until
+SIGINT/SIGTERM; then it stops taking requests,
 lets the ones in flight finish and exits. On a cluster ``serve run
 deploy/serving/serve_config.yaml`` does the same. Endpoints (docs/serving.md):
 
@@ -56,7 +57,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--max_replicas", type=int, help="autoscaling upper bound")
     p.add_argument("--max_batch_size", type=int, default=8)
     p.add_argument(
-        "--batch_wait_ms", type=float, default=5.0, help="how long a batch waits for more requests"
+        "--batch_wait_ms",
+        type=float,
+        default=0.0,
+        help="how long a batch that is not full waits for more requests (0: a request runs "
+        "as soon as the model is free, with whatever queued meanwhile)",
     )
     p.add_argument(
         "--max_queue",
