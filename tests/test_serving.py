@@ -424,6 +424,32 @@ def test_backend_rule_and_replica_options():
         ServeSettings.from_dict({"export_dir": "x", "replica": 2})
 
 
+@pytest.mark.slow
+def test_replicas_run_onnxruntime_without_busy_waiting(tmp_path):
+    """The server's predictor (make_predictor) lets ORT's threads sleep unless --ort_spinning;
+    the masks are the same either way."""
+    from deploy.python.predictor import load_deploy_config
+    from deploy.serving.app import make_predictor
+    from deploy.serving.server import parse_args, settings_from_args
+
+    export = make_export(tmp_path / "export")
+    deploy = load_deploy_config(export)
+    key = "session.intra_op.allow_spinning"
+    masks = []
+    for flags in ([], ["--ort_spinning"]):
+        settings = settings_from_args(parse_args(["--export_dir", str(export), *flags]))
+        predictor, backend = make_predictor(settings, deploy)
+        options = predictor._session.get_session_options()
+        assert backend == "onnxruntime" and settings.ort_spinning == bool(flags)
+        if flags:  # ORT's default: the entry is not set at all
+            with pytest.raises(RuntimeError, match="does not have configuration"):
+                options.get_session_config_entry(key)
+        else:
+            assert options.get_session_config_entry(key) == "0"
+        masks.append(predictor.predict([cv2.imdecode(np.frombuffer(png(), np.uint8), 1)])[0])
+    assert (masks[0] == masks[1]).all()
+
+
 # -------------------------------------------------------------------------------- API
 
 

@@ -173,15 +173,21 @@ def render_table(report: Dict[str, Any]) -> str:
 
 
 def make_predictor(export_dir: str, server_args: Sequence[str]):
-    """(predictor, backend, threads) exactly as the server builds it from the same flags
+    """(predictor, backend, threads) as the server builds it from the same flags
     (``deploy/serving/app.py``: backend ``auto`` = ONNX Runtime when the export has
-    ``model.onnx``, ``--cpu_threads`` threads)."""
+    ``model.onnx``, ``--cpu_threads`` threads), but with ONNX Runtime's default busy-waiting
+    threads, as ``infer.py`` runs it: the server turns busy-waiting off (``--ort_spinning``
+    turns it back on) because it shares its cores with the HTTP side; the reference keeps
+    the predictor's own default."""
+    import dataclasses
+
     from deploy.python.predictor import load_deploy_config
     from deploy.serving import app, server
 
     settings = server.settings_from_args(
         server.parse_args(["--export_dir", str(export_dir), *server_args])
     )
+    settings = dataclasses.replace(settings, ort_spinning=True)
     try:
         import onnxruntime
 

@@ -59,6 +59,9 @@ class ServeSettings:
     use_trt: bool = False
     precision: str = "fp32"
     cpu_threads: int = 2
+    #: ONNX Runtime's busy-waiting worker threads; off: they would take the cores the replica's
+    #: HTTP side (and Ray's proxy) needs between and during model runs
+    ort_spinning: bool = False
     replicas: int = 1
     min_replicas: Optional[int] = None
     max_replicas: Optional[int] = None
@@ -116,7 +119,8 @@ def make_predictor(settings: ServeSettings, deploy: Dict[str, Any]):
     backend = choose_backend(settings, deploy)
     if backend == "onnxruntime":
         precision = "int8" if settings.precision == "int8" else "fp32"
-        return OnnxPredictor(settings.export_dir, precision, settings.cpu_threads), backend
+        threads, spin = settings.cpu_threads, settings.ort_spinning
+        return OnnxPredictor(settings.export_dir, precision, threads, spin), backend
     options = RuntimeOptions(
         device=settings.device, use_trt=settings.use_trt, precision=settings.precision,
         cpu_threads=settings.cpu_threads,

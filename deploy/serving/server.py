@@ -52,6 +52,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=2,
         help="threads per CPU replica; also the CPUs Ray reserves for it",
     )
+    p.add_argument(
+        "--ort_spinning",
+        action="store_true",
+        help="ONNX Runtime threads busy-wait between parallel sections (its default; off here: "
+        "they would take the cores the HTTP side needs)",
+    )
     p.add_argument("--replicas", type=int, default=1, help="model replicas (fixed)")
     p.add_argument("--min_replicas", type=int, help="autoscaling lower bound")
     p.add_argument("--max_replicas", type=int, help="autoscaling upper bound")
@@ -87,7 +93,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
-    keys = ("export_dir", "backend", "device", "use_trt", "precision", "cpu_threads", "replicas",
+    keys = ("export_dir", "backend", "device", "use_trt", "precision", "cpu_threads",
+            "ort_spinning", "replicas",
             "min_replicas", "max_replicas", "max_batch_size", "batch_wait_ms", "max_queue",
             "max_bytes", "max_pixels", "request_timeout_s", "debug_delay_ms")  # fmt: skip
     values = {k: getattr(args, k) for k in keys}
