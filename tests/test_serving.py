@@ -46,6 +46,7 @@ from deploy.serving.batching import Batcher
 from deploy.serving.codec import (
     RequestError,
     decode_image,
+    header_pixels,
     parse_server_timing,
     server_timing,
     summary,
@@ -293,6 +294,9 @@ def test_decode_image_checks_pixels_before_decoding():
         decode_image(png()[:40] + b"\0" * 40, max_pixels=10**6)  # header fine, data broken
     assert err.value.status == 400
     assert decode_image(png(20, 30), max_pixels=600).shape == (20, 30, 3)
+    # what decides decoding on the event loop or in a thread: the header's claim, no decode
+    assert header_pixels(huge_png(12000, 12000)) == 12000 * 12000
+    assert header_pixels(png(20, 30)) == 600 and header_pixels(b"junk") == 0
 
 
 def test_png_and_summary():

@@ -34,6 +34,16 @@ class RequestError(Exception):
         self.headers = headers or {}
 
 
+def header_pixels(data: bytes) -> int:
+    """Pixel count the image header claims; 0 if there is no readable header (then
+    :func:`decode_image` refuses the body at once)."""
+    try:
+        width, height = image_size(data)
+    except ImageHeaderError:
+        return 0
+    return width * height
+
+
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     """BGR uint8 image; 413 if the header claims more than ``max_pixels``, 400 if unreadable."""
     if not data:
