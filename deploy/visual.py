@@ -22,14 +22,19 @@ def full_palette(colours: Sequence[Sequence[int]]) -> np.ndarray:
     return palette
 
 
-def palette_png(mask: np.ndarray, colours: Sequence[Sequence[int]]) -> bytes:
-    """A palette ('P' mode) PNG whose pixel values are the class ids."""
+def palette_png(
+    mask: np.ndarray, colours: Sequence[Sequence[int]], compress_level: int = 6
+) -> bytes:
+    """A palette ('P' mode) PNG whose pixel values are the class ids.
+
+    ``compress_level`` is zlib's 0-9 (PIL's default 6); serving uses 1, about 3x faster
+    for a ~40% larger file (a 512x256 mask: ~0.5 ms vs ~1.5 ms)."""
     from PIL import Image
 
     pil = Image.fromarray(mask.astype(np.uint8), mode="P")
     pil.putpalette(full_palette(colours).reshape(-1).tolist())
     buf = io.BytesIO()
-    pil.save(buf, format="PNG")
+    pil.save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 

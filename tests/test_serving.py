@@ -10,6 +10,7 @@ for a model delay with ``X-Debug-Delay-Ms`` (honoured up to ``--debug_delay_ms``
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import http.client
@@ -36,8 +37,22 @@ import pytest
 from PIL import Image
 
 from deploy.schema import CITYSCAPES_CLASSES as CITYSCAPES
-from deploy.serving.app import ServeSettings, choose_backend, deployment_options
-from deploy.serving.codec import RequestError, decode_image, summary
+from deploy.serving.app import (
+    API_SLACK,
+    ServeSettings,
+    choose_backend,
+    deployment_options,
+    replica_capacity,
+)
+from deploy.serving.batching import Batcher
+from deploy.serving.codec import (
+    RequestError,
+    decode_image,
+    header_pixels,
+    parse_server_timing,
+    server_timing,
+    summary,
+)
 from deploy.serving.imageinfo import ImageHeaderError, image_size
 from deploy.visual import palette_png
 
@@ -306,6 +321,9 @@ def test_decode_image_checks_pixels_before_decoding():
         decode_image(png()[:40] + b"\0" * 40, max_pixels=10**6)  # header fine, data broken
     assert err.value.status == 400
     assert decode_image(png(20, 30), max_pixels=600).shape == (20, 30, 3)
+    # what decides decoding on the event loop or in a thread: the header's claim, no decode
+    assert header_pixels(huge_png(12000, 12000)) == 12000 * 12000
+    assert header_pixels(png(20, 30)) == 600 and header_pixels(b"junk") == 0
 
 
 def test_png_and_summary():
@@ -322,6 +340,100 @@ def test_png_and_summary():
     ]
 
 
+def test_server_timing_round_trip():
+    header = server_timing({"read": 1.234, "model": 50.0})
+    assert header == "read;dur=1.23, model;dur=50.00"
+    assert parse_server_timing(header) == {"read": 1.23, "model": 50.0}
+    assert parse_server_timing('cache;desc="hit", db;dur=2') == {"db": 2.0}
+
+
+# --------------------------------------------------------------------------- batching
+
+
+class _SlowModel:
+    """A batch function for :class:`Batcher` that records its batches and takes ``run_s``."""
+
+    def __init__(self, run_s: float = 0.05, fail: bool = False) -> None:
+        self.run_s, self.fail, self.batches = run_s, fail, []
+
+    def __call__(self, items):
+        self.batches.append(list(items))
+        time.sleep(self.run_s)
+        if self.fail:
+            raise RuntimeError("model broke")
+        return [{"value": item * 10} for item in items]
+
+
+def test_batcher_runs_a_lone_request_at_once():
+    model = _SlowModel(run_s=0.0)
+
+    async def main():
+        batcher = Batcher(model, max_batch_size=8)  # default: no batch wait
+        return await batcher.submit(3), batcher.pending
+
+    result, pending = asyncio.run(main())
+    assert result["value"] == 30 and result["batch"] == 1 and pending == 0
+    assert result["wait_ms"] < 50  # no timed wait: just the loop's hand-over
+    assert model.batches == [[3]]
+
+
+def test_batcher_batches_what_queued_while_the_model_ran():
+    """The first request runs alone; the 9 that arrive meanwhile form full batches of 4, 4, 1."""
+    model = _SlowModel(run_s=0.2)
+
+    async def main():
+        batcher = Batcher(model, max_batch_size=4)
+        first = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.05)  # the model is busy with request 0
+        rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 10)]
+        await asyncio.sleep(0)
+        pending = batcher.pending
+        return await asyncio.gather(first, *rest), pending
+
+    results, pending = asyncio.run(main())
+    assert pending == 10
+    assert [r["value"] for r in results] == [i * 10 for i in range(10)]
+    assert model.batches == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9]]
+    assert [r["batch"] for r in results] == [1] + [4] * 8 + [1]
+
+
+def test_batcher_wait_holds_a_batch_for_more_requests():
+    model = _SlowModel(run_s=0.0)
+
+    async def main():
+        batcher = Batcher(model, max_batch_size=8, wait_s=0.2)
+        first = asyncio.ensure_future(batcher.submit(1))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(batcher.submit(2))
+        return await asyncio.gather(first, second)
+
+    first, second = asyncio.run(main())
+    assert model.batches == [[1, 2]]
+    assert first["wait_ms"] >= 150 and first["batch"] == 2
+
+
+def test_batcher_drops_cancelled_requests_and_reports_errors():
+    model = _SlowModel(run_s=0.2)
+
+    async def main():
+        batcher = Batcher(model, max_batch_size=4)
+        busy = asyncio.ensure_future(batcher.submit(1))
+        await asyncio.sleep(0.05)
+        with pytest.raises(asyncio.TimeoutError):  # a deadline passes while it is queued
+            await asyncio.wait_for(batcher.submit(2), timeout=0.05)
+        kept = await asyncio.gather(busy, batcher.submit(3))
+        model.fail = True
+        with pytest.raises(RuntimeError, match="model broke"):
+            await batcher.submit(4)
+        return kept, batcher.pending
+
+    kept, pending = asyncio.run(main())
+    assert [r["value"] for r in kept] == [10, 30] and pending == 0
+    assert model.batches == [[1], [3], [4]]  # request 2 never reached the model
+    with pytest.raises(ValueError, match="max_batch_size"):
+        Batcher(model, max_batch_size=0)
+
+
 def test_backend_rule_and_replica_options():
     with_onnx, paddle_only = {"onnx": "model.onnx"}, {"onnx": None}
     assert choose_backend(ServeSettings("x"), with_onnx) == "onnxruntime"
@@ -336,8 +448,37 @@ def test_backend_rule_and_replica_options():
     auto = deployment_options(ServeSettings("x", min_replicas=1, max_replicas=3, max_queue=5))
     assert auto["autoscaling_config"]["max_replicas"] == 3 and "num_replicas" not in auto
     assert auto["max_queued_requests"] == 2 * 8 * 3 + 5
+    # a replica takes more than its model holds: past that it answers 503 itself
+    assert replica_capacity(ServeSettings("x", max_queue=5)) == 2 * 8 + 5
+    assert auto["max_ongoing_requests"] == 2 * 8 + 5 + API_SLACK
     with pytest.raises(ValueError, match="unknown serving settings"):
         ServeSettings.from_dict({"export_dir": "x", "replica": 2})
+
+
+@pytest.mark.slow
+def test_replicas_run_onnxruntime_without_busy_waiting(tmp_path):
+    """The server's predictor (make_predictor) lets ORT's threads sleep unless --ort_spinning;
+    the masks are the same either way."""
+    from deploy.python.predictor import load_deploy_config
+    from deploy.serving.app import make_predictor
+    from deploy.serving.server import parse_args, settings_from_args
+
+    export = make_export(tmp_path / "export")
+    deploy = load_deploy_config(export)
+    key = "session.intra_op.allow_spinning"
+    masks = []
+    for flags in ([], ["--ort_spinning"]):
+        settings = settings_from_args(parse_args(["--export_dir", str(export), *flags]))
+        predictor, backend = make_predictor(settings, deploy)
+        options = predictor._session.get_session_options()
+        assert backend == "onnxruntime" and settings.ort_spinning == bool(flags)
+        if flags:  # ORT's default: the entry is not set at all
+            with pytest.raises(RuntimeError, match="does not have configuration"):
+                options.get_session_config_entry(key)
+        else:
+            assert options.get_session_config_entry(key) == "0"
+        masks.append(predictor.predict([cv2.imdecode(np.frombuffer(png(), np.uint8), 1)])[0])
+    assert (masks[0] == masks[1]).all()
 
 
 # -------------------------------------------------------------------------------- API
@@ -362,6 +503,22 @@ def test_predict_png_json_overlay(serving_server):
     assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (48, 80, 3)
     assert post(serving_server, "/predict?format=gif", png())[0] == 422
     assert post(serving_server, "/nowhere", png())[0] == 404
+
+
+@pytest.mark.slow
+def test_answers_say_where_the_time_went(serving_server):
+    """Server-Timing: every stage of the one replica (API and model in one process: no hop
+    stage); the session's --batch_wait_ms 20 holds a lone request's batch that long."""
+    tic = time.perf_counter()
+    status, headers, _ = post(serving_server, "/predict", png(48, 80))
+    client_ms = (time.perf_counter() - tic) * 1000
+    assert status == 200
+    stages = parse_server_timing(headers["server-timing"])
+    assert list(stages) == ["read", "decode", "wait", "model", "encode", "app"], stages
+    assert all(ms >= 0 for ms in stages.values()), stages
+    assert stages["wait"] >= 19.0, stages
+    parts = sum(ms for name, ms in stages.items() if name != "app")
+    assert parts <= stages["app"] + 0.1 and stages["app"] <= client_ms, (stages, client_ms)
 
 
 @pytest.mark.slow

@@ -156,12 +156,20 @@ def render_table(report: Dict[str, Any]) -> str:
     verdicts = check_targets(report["levels"])
     met = all(ok for ok, _ in verdicts)
     slots = ", ".join(f"{v:.2f}" for v in raw["slots"])
+    variants = raw.get("variants") or {}
+    if len(variants) > 1:  # ONNX Runtime: served setting and ORT's default, the faster counts
+        each = "; ".join(
+            f"{k}: " + ", ".join(f"{v:.2f}" for v in ips) for k, ips in variants.items()
+        )
+        slots += f" images/s (each the faster of two settings of the predictor -- {each})"
+    else:
+        slots += " images/s"
     note = (
         ("Targets met: " if met else "**Targets NOT all met**: ")
         + "; ".join(v for _, v in verdicts)
         + f". The raw predictor (preprocess + run + mask, batch 1, same image and threads) was "
         f"timed {raw['seconds']:g} s at a time with no server running, before the first level "
-        f"and after each (each level has a server of its own): {slots} images/s; each level is "
+        f"and after each (each level has a server of its own): {slots}; each level is "
         f"compared with the mean of the timings right before and after it. "
         f"Load average (1 min) {report['load_before']:.1f} at the start, "
         f"{report['load_after']:.1f} at the end."
@@ -172,10 +180,14 @@ def render_table(report: Dict[str, Any]) -> str:
 # ---- the raw predictor -----------------------------------------------------------------------
 
 
-def make_predictor(export_dir: str, server_args: Sequence[str]):
-    """(predictor, backend, threads) exactly as the server builds it from the same flags
-    (``deploy/serving/app.py``: backend ``auto`` = ONNX Runtime when the export has
-    ``model.onnx``, ``--cpu_threads`` threads)."""
+def make_predictors(export_dir: str, server_args: Sequence[str]):
+    """({variant: predictor}, backend, threads): the predictor as the server builds it from
+    the same flags (``deploy/serving/app.py``: backend ``auto`` = ONNX Runtime when the export
+    has ``model.onnx``, ``--cpu_threads`` threads) and, for ONNX Runtime, also with its
+    default busy-waiting threads as ``infer.py`` runs it (the server turns that off, since it
+    shares its cores with the HTTP side). Each raw timing takes the faster of the two."""
+    import dataclasses
+
     from deploy.python.predictor import load_deploy_config
     from deploy.serving import app, server
 
@@ -188,8 +200,21 @@ def make_predictor(export_dir: str, server_args: Sequence[str]):
         onnxruntime.set_default_logger_severity(3)  # no "Removing initializer" warnings
     except ImportError:
         pass
-    predictor, backend = app.make_predictor(settings, load_deploy_config(Path(export_dir)))
-    return predictor, backend, settings.cpu_threads
+    deploy = load_deploy_config(Path(export_dir))
+    predictor, backend = app.make_predictor(settings, deploy)
+    predictors = {"as served": predictor}
+    if backend == "onnxruntime" and not settings.ort_spinning:
+        spinning = dataclasses.replace(settings, ort_spinning=True)
+        predictors["ORT busy-waiting"] = app.make_predictor(spinning, deploy)[0]
+    return predictors, backend, settings.cpu_threads
+
+
+def time_best(predictors: Dict[str, Any], image: np.ndarray, seconds: float) -> Dict[str, Any]:
+    """:func:`time_raw` of each variant for ``seconds``; the fastest one's timing, with
+    ``variants`` = {name: images/s} of all of them."""
+    timed = {name: time_raw(pred, image, seconds) for name, pred in predictors.items()}
+    best = max(timed.values(), key=lambda t: t["images_per_s"])
+    return {**best, "variants": {name: t["images_per_s"] for name, t in timed.items()}}
 
 
 def time_raw(predictor, image: np.ndarray, seconds: float, warmup: int = 3) -> Dict[str, Any]:
@@ -316,6 +341,73 @@ def run_locust(
     return json.loads(result.read_text())
 
 
+# ---- per-request profile ---------------------------------------------------------------------
+
+
+def profile_requests(url: str, body: bytes, count: int, path: str = "/predict") -> List[Dict]:
+    """``count`` sequential POSTs on one keep-alive connection: per request the client's
+    latency (``client`` ms) and the server's ``Server-Timing`` stages (ms)."""
+    import http.client
+
+    from deploy.serving.codec import parse_server_timing
+
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    rows = []
+    try:
+        for _ in range(count):
+            tic = time.perf_counter()
+            conn.request("POST", path, body=body,
+                         headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+            resp = conn.getresponse()
+            resp.read()
+            client_ms = (time.perf_counter() - tic) * 1000
+            if resp.status != 200:
+                raise RuntimeError(f"POST {path}: HTTP {resp.status} while profiling")
+            stages = parse_server_timing(resp.getheader("Server-Timing") or "")
+            rows.append({"client": client_ms, **stages})
+    finally:
+        conn.close()
+    return rows
+
+
+def render_profile(rows: Sequence[Dict], raw: Dict[str, Any]) -> str:
+    """Median ms per stage over the profiled requests, the proxy's share (client - app) and
+    the raw predictor's median next to them."""
+    names = [k for k in rows[0] if k != "client"] + ["client"]
+    med = {k: float(np.median([r[k] for r in rows if k in r])) for k in names}
+    lines = [f"per-request profile, median of {len(rows)} sequential requests (ms):",
+             "| stage | ms |", "|---|---:|"]  # fmt: skip
+    lines += [f"| {k} | {med[k]:.2f} |" for k in names]
+    if "app" in med:
+        lines.append(f"| client - app (HTTP client, Ray proxy, uvicorn) | "
+                     f"{med['client'] - med['app']:.2f} |")  # fmt: skip
+    lines.append(f"| raw predictor (preprocess + run + mask), batch 1 | {raw['p50_ms']:.2f} |")
+    lines.append(f"| client - raw predictor | {med['client'] - raw['p50_ms']:.2f} |")
+    return "\n".join(lines)
+
+
+def run_profile(args: argparse.Namespace, predictors, image: np.ndarray, body: bytes) -> str:
+    """Raw predictor, then a fresh server profiled with sequential requests, then the raw
+    predictor again (the machine's load drifts); the median table."""
+    before = time_best(predictors, image, args.raw_seconds)
+    port = args.port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = Path(args.out_dir) / "server_profile.log"
+    proc = start_server(args.export_dir, port, args.server_args, log)
+    try:
+        wait_healthy(url, proc, args.startup_timeout, log)
+        profile_requests(url, body, 10)  # warm-up
+        rows = profile_requests(url, body, args.profile)
+    finally:
+        stop_server(proc)
+    after = time_best(predictors, image, args.raw_seconds)
+    ms = np.concatenate([before["times_ms"], after["times_ms"]])
+    raw = {"p50_ms": float(np.median(ms))}
+    (Path(args.out_dir) / "profile.json").write_text(json.dumps(rows))
+    return render_profile(rows, raw)
+
+
 # ---- main ------------------------------------------------------------------------------------
 
 
@@ -331,6 +423,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--startup_timeout", type=float, default=300.0)
     p.add_argument("--out_dir", default="output/serving_bench", help="logs and raw results")
     p.add_argument("--update-readme", dest="update_readme", action="store_true")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="instead of the load levels: N sequential requests, median time per "
+                        "server stage (Server-Timing) next to the raw predictor")  # fmt: skip
     p.add_argument("server_args", nargs="*", help="after --: extra flags for server.py")
     return p.parse_args(argv)
 
@@ -348,14 +443,18 @@ def main(argv=None) -> Dict[str, Any]:
         raise SystemExit(f"benchmark.py: error: cannot read image {image_path}")
 
     load_before = os.getloadavg()[0]
-    predictor, backend, threads = make_predictor(args.export_dir, args.server_args)
+    predictors, backend, threads = make_predictors(args.export_dir, args.server_args)
+    if args.profile:
+        print(run_profile(args, predictors, image, image_path.read_bytes()))
+        return {}
     slots: List[Dict[str, Any]] = []
 
     def raw_slot(when: str) -> float:
-        slot = time_raw(predictor, image, args.raw_seconds)
+        slot = time_best(predictors, image, args.raw_seconds)
         slots.append(slot)
         ips = slot["images_per_s"]
-        print(f"raw predictor ({backend}, {threads} threads) {when}: {ips:.2f} images/s")
+        each = ", ".join(f"{k} {v:.2f}" for k, v in slot["variants"].items())
+        print(f"raw predictor ({backend}, {threads} threads) {when}: {ips:.2f} images/s ({each})")
         return ips
 
     levels = []
@@ -394,6 +493,7 @@ def main(argv=None) -> Dict[str, Any]:
         "threads": threads,
         "seconds": args.raw_seconds,
         "slots": [s["images_per_s"] for s in slots],
+        "variants": {k: [s["variants"][k] for s in slots] for k in predictors},
         "images": int(all_ms.size),
         "images_per_s": float(all_ms.size / (all_ms.sum() / 1000.0)),
         "p50_ms": float(np.percentile(all_ms, 50)),

@@ -295,9 +295,14 @@ class OnnxPredictor(_MaskPredictor):
     """The same export run by ONNX Runtime: ``model.onnx`` (fp32) or ``model_int8.onnx``.
 
     ``precision="int8"`` needs ``deploy/python/quantize.py`` to have written the INT8 model.
+    ``spin=False`` lets the worker threads sleep between parallel sections instead of
+    busy-waiting (ONNX Runtime's default): for a process that shares its cores with other
+    work, such as a serving replica next to its HTTP stack.
     """
 
-    def __init__(self, export_dir: str | Path, precision: str = "fp32", threads: int = 2) -> None:
+    def __init__(
+        self, export_dir: str | Path, precision: str = "fp32", threads: int = 2, spin: bool = True
+    ) -> None:
         import onnxruntime as ort
 
         self.export_dir = Path(export_dir)
@@ -311,6 +316,8 @@ class OnnxPredictor(_MaskPredictor):
             raise DeployConfigError(f"{self.export_dir / 'deploy.yaml'}: no Deploy.{key}; {hint}")
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
+        if not spin:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(self.export_dir / self.deploy[key]), so, providers=["CPUExecutionProvider"]
         )

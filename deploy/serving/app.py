@@ -1,16 +1,18 @@
-"""The Ray Serve application: a FastAPI ingress in front of a batching segmenter.
+"""The Ray Serve application: one deployment that is both the FastAPI API and the model.
 
 ``build_app(settings)`` returns the application; ``deploy/serving/server.py`` runs it on a local
 Ray (or joins a cluster), ``serve run deploy/serving/serve_config.yaml`` runs it on a cluster.
 
-* ``Ingress`` (FastAPI, no CPU reserved): reads bodies within ``max_bytes``, checks the pixel
-  count in the image header before decoding, decodes, calls the segmenter under a deadline,
-  encodes the answer and keeps the Prometheus metrics.
-* ``Segmenter`` (one replica per GPU or per ``cpu_threads`` CPUs): ``@serve.batch`` gathers
-  concurrent requests (up to ``max_batch_size``, waiting at most ``batch_wait_ms``), groups the
-  batch by image shape and runs each group as one predictor call. Each replica holds at most
-  ``2 * max_batch_size`` requests (one batch running, one forming); at most ``max_queue`` more
-  may wait; beyond that the ingress answers 503 + ``Retry-After`` (``model_capacity``).
+``Segmenter`` (one replica per GPU or per ``cpu_threads`` CPUs, behind Ray's HTTP proxy) reads
+bodies within ``max_bytes``, checks the pixel count in the image header before decoding,
+decodes, batches concurrent requests (:class:`deploy.serving.batching.Batcher`: a request runs
+as soon as the model is free, with whatever queued while it was busy, up to
+``max_batch_size``; ``batch_wait_ms`` > 0 holds a batch for more), groups each batch by image
+shape, runs one predictor call per group, encodes the answer and keeps the Prometheus
+metrics. API and model share the replica, so a request crosses one process boundary (proxy ->
+replica), not two, and the decoded image and mask never leave the process. Each replica
+holds at most ``2 * max_batch_size + max_queue`` requests at the model (one batch running,
+one forming, ``max_queue`` waiting); beyond that it answers 503 + ``Retry-After``.
 """
 
 import asyncio
@@ -29,18 +31,26 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from ray import serve
-from ray.serve.exceptions import BackPressureError
 from starlette.staticfiles import StaticFiles
 
 from deploy.python.predictor import load_deploy_config
 from deploy.schema import class_names_of
 from deploy.serving import codec, metrics
+from deploy.serving.batching import Batcher
 from deploy.serving.codec import RequestError
 from deploy.visual import palette_png
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 BACKENDS = ("auto", "paddle", "onnxruntime")
 RETRY_AFTER_S = 1
+#: requests a replica takes beyond its model's capacity: the API's own (health, metrics,
+#: bodies being read or answers being encoded) and the ones it answers 503
+API_SLACK = 16
+#: zlib level of the PNG masks: fast (a mask is mostly runs, so level 1 is already small)
+PNG_LEVEL = 1
+#: images up to this many pixels are decoded and their PNG masks encoded on the event loop
+#: (about a millisecond each at 512x256); larger ones in a worker thread
+INLINE_PIXELS = 1 << 20
 
 
 @dataclass
@@ -53,11 +63,14 @@ class ServeSettings:
     use_trt: bool = False
     precision: str = "fp32"
     cpu_threads: int = 2
+    #: ONNX Runtime's busy-waiting worker threads; off: they would take the cores the replica's
+    #: HTTP side (and Ray's proxy) needs between and during model runs
+    ort_spinning: bool = False
     replicas: int = 1
     min_replicas: Optional[int] = None
     max_replicas: Optional[int] = None
     max_batch_size: int = 8
-    batch_wait_ms: float = 5.0
+    batch_wait_ms: float = 0.0
     max_queue: int = 16
     max_bytes: int = 16 << 20
     max_pixels: int = 4096 * 4096
@@ -110,7 +123,8 @@ def make_predictor(settings: ServeSettings, deploy: Dict[str, Any]):
     backend = choose_backend(settings, deploy)
     if backend == "onnxruntime":
         precision = "int8" if settings.precision == "int8" else "fp32"
-        return OnnxPredictor(settings.export_dir, precision, settings.cpu_threads), backend
+        threads, spin = settings.cpu_threads, settings.ort_spinning
+        return OnnxPredictor(settings.export_dir, precision, threads, spin), backend
     options = RuntimeOptions(
         device=settings.device, use_trt=settings.use_trt, precision=settings.precision,
         cpu_threads=settings.cpu_threads,
@@ -118,67 +132,41 @@ def make_predictor(settings: ServeSettings, deploy: Dict[str, Any]):
     return Predictor(settings.export_dir, options), backend
 
 
-@serve.deployment(name="Segmenter", graceful_shutdown_wait_loop_s=0.5)
-class Segmenter:
-    """A predictor behind ``@serve.batch``; answers dicts (mask or error) per request."""
-
-    def __init__(self, settings: ServeSettings) -> None:
-        self.deploy = load_deploy_config(Path(settings.export_dir))
-        self.predictor, self.backend = make_predictor(settings, self.deploy)
-        fixed_n = self.deploy["input_shape"][0]
-        self._chunk = fixed_n if fixed_n > 0 else settings.max_batch_size
-        self._max_delay_s = settings.debug_delay_ms / 1000.0
-        self._batched.set_max_batch_size(settings.max_batch_size)
-        self._batched.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000.0)
-
-    async def __call__(self, image: np.ndarray, delay_s: float = 0.0) -> Dict[str, Any]:
-        return await self._batched(image, delay_s)
-
-    def info(self) -> Dict[str, Any]:
-        return {"backend": self.backend, "pid": os.getpid()}
-
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
-    async def _batched(self, images: List[np.ndarray], delays: List[float]) -> List[Dict]:
-        return await asyncio.to_thread(self._run_batch, images, delays)
-
-    def _run_batch(self, images: List[np.ndarray], delays: List[float]) -> List[Dict]:
-        if self._max_delay_s > 0:  # test-only: a slow model
-            time.sleep(min(max(delays), self._max_delay_s))
-        groups: Dict[Tuple[int, ...], List[int]] = defaultdict(list)
-        for i, image in enumerate(images):
-            groups[image.shape].append(i)
-        results: List[Dict] = [{}] * len(images)
-        for members in groups.values():
-            for i, result in zip(members, self._run_group([images[i] for i in members])):
-                results[i] = {**result, "batch": len(images), "groups": len(groups)}
-        return results
-
-    def _run_group(self, images: List[np.ndarray]) -> List[Dict]:
-        """One predictor call for same-size images; its error is each request's answer."""
-        try:
-            masks = self.predictor.predict(images, batch_size=self._chunk)
-        except ValueError as err:  # larger than the export's Padding, fixed input shape
-            return [{"status": 422, "error": str(err)}] * len(images)
-        return [{"mask": mask} for mask in masks]
-
-
-# ------------------------------------------------------------------------------- ingress
-
-app = FastAPI(title="paddle_stdc segmentation", version="1")
-app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+# ------------------------------------------------------------------------------- the API
 
 ROUTES = ("/predict", "/semantic-segmentation", "/health", "/metrics", "/classes", "/")
 
 
-@app.middleware("http")
-async def _count(request: Request, call_next):
-    path = request.url.path
-    label = path if path in ROUTES else ("/static" if path.startswith("/static/") else "other")
-    tic = time.perf_counter()
-    response = await call_next(request)
-    metrics.LATENCY.labels(label).observe(time.perf_counter() - tic)
-    metrics.REQUESTS.labels(label, str(response.status_code)).inc()
-    return response
+class CountRequests:
+    """Prometheus count and latency per route and status: a plain ASGI middleware (Starlette's
+    ``@app.middleware("http")`` runs every request through an extra task and stream)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.inner(scope, receive, send)
+        path = scope["path"]
+        label = path if path in ROUTES else ("/static" if path.startswith("/static/") else "other")
+        status = [500]  # unless the app starts a response
+
+        async def send_status(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        tic = time.perf_counter()
+        try:
+            await self.inner(scope, receive, send_status)
+        finally:
+            metrics.LATENCY.labels(label).observe(time.perf_counter() - tic)
+            metrics.REQUESTS.labels(label, str(status[0])).inc()
+
+
+app = FastAPI(title="paddle_stdc segmentation", version="1")
+app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+app.add_middleware(CountRequests)
 
 
 def _error(err: RequestError) -> JSONResponse:
@@ -213,10 +201,6 @@ def _delay_s(request: Request) -> float:
         raise RequestError(400, "X-Debug-Delay-Ms is not a number") from None
 
 
-async def _await(response) -> Any:
-    return await response
-
-
 PLACEHOLDER = """<!doctype html><html><head><meta charset="utf-8"><title>Segmentation</title>
 </head><body><h1>paddle_stdc segmentation server</h1><p>POST an image to
 <code>/predict</code> (PNG mask; <code>?format=json</code>, <code>?format=overlay</code>).
@@ -233,55 +217,89 @@ def _b64(text: str) -> bytes:
         raise RequestError(400, '"image" is not valid base64') from None
 
 
+def replica_capacity(s: ServeSettings) -> int:
+    """Requests one replica holds at its model: two batches (one running, one forming) plus
+    ``max_queue`` waiting; it answers 503 beyond it."""
+    return 2 * s.max_batch_size + s.max_queue
+
+
 def model_capacity(s: ServeSettings) -> int:
-    """Requests the model side holds: two batches per replica (one running, one forming)
-    plus ``max_queue`` waiting; the ingress answers 503 beyond it."""
+    """Requests the whole deployment holds at its models (every replica's two batches plus
+    ``max_queue``): the bound of Ray's own queue in front of the replicas."""
     replicas = s.max_replicas if s.max_replicas is not None else s.replicas
     return 2 * s.max_batch_size * max(replicas, s.min_replicas or 1) + s.max_queue
 
 
-@serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0},
-                  graceful_shutdown_wait_loop_s=0.5)  # fmt: skip
+@serve.deployment(name="Segmenter", graceful_shutdown_wait_loop_s=0.5)
 @serve.ingress(app)
-class Ingress:
-    """HTTP API; see docs/serving.md and ``deploy/serving/server.py``."""
+class Segmenter:
+    """HTTP API and predictor in one replica; see docs/serving.md and ``server.py``."""
 
-    def __init__(self, settings: ServeSettings, segmenter) -> None:
+    def __init__(self, settings: ServeSettings) -> None:
         # OpenCV's own cap, behind the header check (read once, at the first decode).
         os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(settings.max_pixels)
         self.s = settings
-        self.segmenter = segmenter
         self.deploy = load_deploy_config(Path(settings.export_dir))
         k = int(self.deploy.get("num_classes") or 256)
         self.palette = self.deploy.get("palette") or codec.default_palette(k)
         self.names = class_names_of(self.deploy, settings.class_names)
-        self.backend = choose_backend(settings, self.deploy)
-        self.capacity = model_capacity(settings)
+        self.predictor, self.backend = make_predictor(settings, self.deploy)
+        fixed_n = self.deploy["input_shape"][0]
+        self._chunk = fixed_n if fixed_n > 0 else settings.max_batch_size
+        self._max_delay_s = settings.debug_delay_ms / 1000.0
+        self.capacity = replica_capacity(settings)
+        self.batcher = Batcher(self._run_batch, settings.max_batch_size,
+                               settings.batch_wait_ms / 1000.0)  # fmt: skip
+
+    def _run_batch(self, items: List[Tuple[np.ndarray, float]]) -> List[Dict]:
+        """Runs in a worker thread: one predictor call per image size in the batch."""
+        if self._max_delay_s > 0:  # test-only: a slow model
+            time.sleep(min(max(delay for _, delay in items), self._max_delay_s))
+        groups: Dict[Tuple[int, ...], List[int]] = defaultdict(list)
+        for i, (image, _) in enumerate(items):
+            groups[image.shape].append(i)
+        results: List[Dict] = [{}] * len(items)
+        for members in groups.values():
+            for i, result in zip(members, self._run_group([items[i][0] for i in members])):
+                results[i] = {**result, "groups": len(groups)}
+        return results
+
+    def _run_group(self, images: List[np.ndarray]) -> List[Dict]:
+        """One predictor call for same-size images; its error is each request's answer."""
+        try:
+            masks = self.predictor.predict(images, batch_size=self._chunk)
+        except ValueError as err:  # larger than the export's Padding, fixed input shape
+            return [{"status": 422, "error": str(err)}] * len(images)
+        return [{"mask": mask} for mask in masks]
 
     async def _segment(self, data: bytes, delay_s: float, start: float):
-        """(image, mask, model info) for an encoded image, within the request deadline."""
-        image = await asyncio.to_thread(codec.decode_image, data, self.s.max_pixels)
-        remaining = self.s.request_timeout_s - (time.perf_counter() - start)
-        if metrics.queue_depth() >= self.capacity:  # every batch slot taken, queue full
+        """(image, mask, stage times in ms) for an encoded image, within the request deadline."""
+        tic = time.perf_counter()
+        if codec.header_pixels(data) <= INLINE_PIXELS:  # ~1 ms: not worth two thread switches
+            image = codec.decode_image(data, self.s.max_pixels)
+        else:
+            image = await asyncio.to_thread(codec.decode_image, data, self.s.max_pixels)
+        decoded = time.perf_counter()
+        remaining = self.s.request_timeout_s - (decoded - start)
+        if self.batcher.pending >= self.capacity:  # every batch slot taken, queue full
             raise RequestError(503, "busy: the model's queue is full; retry",
                                {"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
-        response = self.segmenter.remote(image, delay_s)
         metrics.QUEUE.inc()
         try:
-            result = await asyncio.wait_for(_await(response), timeout=max(remaining, 0.001))
+            result = await asyncio.wait_for(
+                self.batcher.submit((image, delay_s)), timeout=max(remaining, 0.001)
+            )
         except asyncio.TimeoutError:
-            response.cancel()
             raise RequestError(504, f"no answer within {self.s.request_timeout_s} s "
                                     "(--request_timeout_s)") from None  # fmt: skip
-        except BackPressureError:
-            raise RequestError(503, "busy: the model's queue is full; retry",
-                               {"Retry-After": str(RETRY_AFTER_S)}) from None  # fmt: skip
         finally:
             metrics.QUEUE.dec()
         if "error" in result:
             raise RequestError(result["status"], result["error"])
         metrics.BATCH.observe(result["batch"])
-        return image, result["mask"], result
+        stages = {"decode": (decoded - tic) * 1000, "wait": result["wait_ms"],
+                  "model": result["model_ms"]}  # fmt: skip
+        return image, result["mask"], stages
 
     @app.post("/predict")
     async def predict(self, request: Request, format: str = "png") -> Response:  # noqa: A002
@@ -291,17 +309,28 @@ class Ingress:
                 raise RequestError(422, f"format={format!r}: use png, json or overlay")
             delay = _delay_s(request)
             data = await read_body(request, self.s.max_bytes)
-            image, mask, _ = await self._segment(data, delay, start)
+            read = time.perf_counter()
+            image, mask, stages = await self._segment(data, delay, start)
         except RequestError as err:
             return _error(err)
+        encode = time.perf_counter()
         if format == "json":
             latency = (time.perf_counter() - start) * 1000
-            return JSONResponse(codec.summary(mask, self.names, latency))
-        if format == "overlay":
+            response: Response = JSONResponse(codec.summary(mask, self.names, latency))
+        elif format == "overlay":
             body = await asyncio.to_thread(codec.encode_overlay, image, mask, self.palette)
-            return Response(body, media_type="image/jpeg")
-        body = await asyncio.to_thread(palette_png, mask, self.palette)
-        return Response(body, media_type="image/png")
+            response = Response(body, media_type="image/jpeg")
+        else:
+            if mask.size <= INLINE_PIXELS:
+                body = palette_png(mask, self.palette, PNG_LEVEL)
+            else:
+                body = await asyncio.to_thread(palette_png, mask, self.palette, PNG_LEVEL)
+            response = Response(body, media_type="image/png")
+        done = time.perf_counter()
+        stages = {"read": (read - start) * 1000, **stages,
+                  "encode": (done - encode) * 1000, "app": (done - start) * 1000}  # fmt: skip
+        response.headers["Server-Timing"] = codec.server_timing(stages)
+        return response
 
     @app.post("/semantic-segmentation")
     async def paddlex(self, request: Request) -> JSONResponse:
@@ -344,7 +373,7 @@ class Ingress:
         return {
             "status": "ok", "backend": self.backend, "export_dir": self.s.export_dir,
             "num_classes": self.deploy.get("num_classes"), "ingress_pid": os.getpid(),
-            "max_batch_size": self.s.max_batch_size, "queue_depth": metrics.queue_depth(),
+            "max_batch_size": self.s.max_batch_size, "queue_depth": self.batcher.pending,
         }  # fmt: skip
 
     @app.get("/metrics")
@@ -371,13 +400,16 @@ class Ingress:
 
 
 def deployment_options(s: ServeSettings) -> Dict[str, Any]:
-    """Segmenter replicas, resources and queue bounds from the settings."""
+    """Segmenter replicas, resources and queue bounds from the settings.
+
+    A replica takes ``API_SLACK`` more requests than its model holds, so that requests past
+    its capacity get the replica's immediate 503 and ``/health``/``/metrics`` still answer."""
     actor: Dict[str, Any] = (
         {"num_gpus": 1, "num_cpus": 1} if s.device == "gpu" else {"num_cpus": s.cpu_threads}
     )
     opts: Dict[str, Any] = {
         "ray_actor_options": actor,
-        "max_ongoing_requests": 2 * s.max_batch_size,
+        "max_ongoing_requests": replica_capacity(s) + API_SLACK,
         # Ray's own bound is a backstop: its router counts requests still being assigned.
         "max_queued_requests": model_capacity(s),
         "backpressure_config": {"status_code": 503, "retry_after_s": RETRY_AFTER_S},
@@ -396,14 +428,7 @@ def deployment_options(s: ServeSettings) -> Dict[str, Any]:
 def build_app(args: Any) -> serve.Application:
     """The application for ``ServeSettings`` or a dict of them (``serve run`` config args)."""
     s = args if isinstance(args, ServeSettings) else ServeSettings.from_dict(dict(args))
-    segmenter = Segmenter.options(**deployment_options(s)).bind(s)
-    ingress_limit = model_capacity(s) + 16  # bounds bodies held in memory
-    ingress = Ingress.options(
-        max_ongoing_requests=ingress_limit, max_queued_requests=ingress_limit,
-        backpressure_config={"status_code": 503, "retry_after_s": RETRY_AFTER_S},
-        graceful_shutdown_timeout_s=s.request_timeout_s + 5,
-    )  # fmt: skip
-    return ingress.bind(s, segmenter)
+    return Segmenter.options(**deployment_options(s)).bind(s)
 
 
 __all__ = ["ServeSettings", "build_app", "choose_backend", "deployment_options", "app"]

@@ -27,6 +27,16 @@ class RequestError(Exception):
         self.headers = headers or {}
 
 
+def header_pixels(data: bytes) -> int:
+    """Pixel count the image header claims; 0 if there is no readable header (then
+    :func:`decode_image` refuses the body at once)."""
+    try:
+        width, height = image_size(data)
+    except ImageHeaderError:
+        return 0
+    return width * height
+
+
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     """BGR uint8 image; 413 if the header claims more than ``max_pixels``, 400 if unreadable."""
     if not data:
@@ -71,6 +81,24 @@ def encode_overlay(image: np.ndarray, mask: np.ndarray, palette: Sequence[Sequen
     """JPEG of the image blended half-and-half with the mask's colours."""
     blend = overlay(image, mask, palette, weight=0.5)
     return cv2.imencode(".jpg", blend, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+def server_timing(stages: Dict[str, float]) -> str:
+    """A ``Server-Timing`` header value (W3C) for stage durations in ms, in the given order:
+    where a request's time went inside the server (``tools/benchmark_serving.py --profile``)."""
+    return ", ".join(f"{name};dur={ms:.2f}" for name, ms in stages.items())
+
+
+def parse_server_timing(value: str) -> Dict[str, float]:
+    """``server_timing``'s inverse: {stage: ms} (entries without ``dur`` are skipped)."""
+    stages: Dict[str, float] = {}
+    for entry in value.split(","):
+        name, _, params = entry.strip().partition(";")
+        for param in params.split(";"):
+            key, _, val = param.strip().partition("=")
+            if key == "dur" and name:
+                stages[name] = float(val)
+    return stages
 
 
 def summary(mask: np.ndarray, names: Optional[Sequence[str]], latency_ms: float) -> Dict:

@@ -2,11 +2,12 @@
 
     python deploy/serving/server.py --export_dir output/inference_model \
         [--backend auto|paddle|onnxruntime] [--device gpu --use_trt --precision fp16] \
-        [--replicas N | --min_replicas 1 --max_replicas 4] [--max_batch_size 8 --batch_wait_ms 5] \
+        [--replicas N | --min_replicas 1 --max_replicas 4] [--max_batch_size 8 --batch_wait_ms 0] \
         [--address auto] [--host 127.0.0.1 --port 8000]
 
 Starts a local Ray (or joins a running cluster with ``--address auto``), runs the application
-of ``deploy/serving/app.py`` and serves until SIGINT/SIGTERM; then it stops taking requests,
+of ``deploy/serving/app.py`` (one deployment: API and model in each replica) and serves until
+SIGINT/SIGTERM; then it stops taking requests,
 lets the ones in flight finish and exits. On a cluster ``serve run
 deploy/serving/serve_config.yaml`` does the same. Endpoints (docs/serving.md):
 
@@ -51,12 +52,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=2,
         help="threads per CPU replica; also the CPUs Ray reserves for it",
     )
+    p.add_argument(
+        "--ort_spinning",
+        action="store_true",
+        help="ONNX Runtime threads busy-wait between parallel sections (its default; off here: "
+        "they would take the cores the HTTP side needs)",
+    )
     p.add_argument("--replicas", type=int, default=1, help="model replicas (fixed)")
     p.add_argument("--min_replicas", type=int, help="autoscaling lower bound")
     p.add_argument("--max_replicas", type=int, help="autoscaling upper bound")
     p.add_argument("--max_batch_size", type=int, default=8)
     p.add_argument(
-        "--batch_wait_ms", type=float, default=5.0, help="how long a batch waits for more requests"
+        "--batch_wait_ms",
+        type=float,
+        default=0.0,
+        help="how long a batch that is not full waits for more requests (0: a request runs "
+        "as soon as the model is free, with whatever queued meanwhile)",
     )
     p.add_argument(
         "--max_queue",
@@ -82,7 +93,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
-    keys = ("export_dir", "backend", "device", "use_trt", "precision", "cpu_threads", "replicas",
+    keys = ("export_dir", "backend", "device", "use_trt", "precision", "cpu_threads",
+            "ort_spinning", "replicas",
             "min_replicas", "max_replicas", "max_batch_size", "batch_wait_ms", "max_queue",
             "max_bytes", "max_pixels", "request_timeout_s", "debug_delay_ms")  # fmt: skip
     values = {k: getattr(args, k) for k in keys}
