@@ -4,15 +4,17 @@ One module for both sides: ``paddle_stdc/export.py`` writes ``deploy.yaml`` thro
 :func:`build_deploy` / :func:`write_deploy`, every predictor reads it through
 :func:`read_deploy`. It imports neither ``paddle_stdc`` nor PaddleSeg (nor Paddle).
 
-Version 2 (written today)::
+Version 3 (written today)::
 
     Deploy:
-      version: 2
+      version: 3
       model: model.json            # Paddle 3 PIR program
       params: model.pdiparams
       onnx: null | model.onnx      # --format onnx
       onnx_int8: null | model_int8.onnx   # deploy/python/quantize.py
       int8_calibration: null | {method, num_images}
+      openvino_int8: null | model_openvino_int8.xml   # quantize.py --backend openvino (+ .bin)
+      openvino_int8_calibration: null | {method, num_images, ...NNCF settings}
       transforms: [...]            # val preprocessing, PaddleSeg names, defaults filled in
       input_shape: [N, C, H, W]    # -1 = dynamic; a fixed dimension is checked by predictors
       output_op: argmax | softmax | none   # the op at the end of the exported graph
@@ -23,7 +25,8 @@ Version 2 (written today)::
       source: {config, model_path, model}
 
 A file without ``version`` is version 1: the same keys without ``version`` and
-``eval_scale`` (read as 1.0).
+``eval_scale`` (read as 1.0). Version 2 is version 3 without the ``openvino_int8*`` keys (read as
+null); every version is still read.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import yaml
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: Versions this code reads (older files lack keys that default to null).
+READ_VERSIONS = (1, 2, 3)
 DEPLOY_FILE = "deploy.yaml"
 OUTPUT_OPS = ("argmax", "softmax", "none")
 REQUIRED_KEYS = ("model", "params", "transforms", "input_shape", "output_op", "output_dtype")
@@ -44,12 +49,14 @@ DEFAULTS: Dict[str, Any] = {
     "onnx": None,
     "onnx_int8": None,
     "int8_calibration": None,
+    "openvino_int8": None,
+    "openvino_int8_calibration": None,
     "eval_scale": 1.0,
     "num_classes": None,
     "palette": None,
     "source": {},
 }
-FILE_KEYS = ("model", "params", "onnx", "onnx_int8")
+FILE_KEYS = ("model", "params", "onnx", "onnx_int8", "openvino_int8")
 #: Val transforms deploy implements, with PaddleSeg's defaults.
 TRANSFORM_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "Normalize": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
@@ -114,7 +121,7 @@ def build_deploy(
     model: str = "model.json",
     params: str = "model.pdiparams",
 ) -> Dict[str, Any]:
-    """The ``Deploy`` mapping of a version-2 deploy.yaml (``transforms`` already filled in)."""
+    """The ``Deploy`` mapping of a version-3 deploy.yaml (``transforms`` already filled in)."""
     if output_op not in OUTPUT_OPS:
         raise ValueError(f"output_op must be one of {OUTPUT_OPS}, got {output_op!r}")
     return {
@@ -228,10 +235,10 @@ def read_deploy(export_dir: PathLike) -> Dict[str, Any]:
     path = export_dir / DEPLOY_FILE
     deploy = _load_mapping(path)
     version = deploy.get("version", 1)
-    if version not in (1, SCHEMA_VERSION):
+    if version not in READ_VERSIONS:
         raise DeployConfigError(
-            f"{path}: Deploy.version {version!r} is not supported (this deploy code reads 1 and "
-            f"{SCHEMA_VERSION}); re-export with this version of tools/export.py"
+            f"{path}: Deploy.version {version!r} is not supported (this deploy code reads "
+            f"{', '.join(map(str, READ_VERSIONS))}); re-export with this version of tools/export.py"
         )
     for key in REQUIRED_KEYS:
         if key not in deploy:
@@ -244,4 +251,10 @@ def read_deploy(export_dir: PathLike) -> Dict[str, Any]:
         name = deploy.get(key)
         if (key in ("model", "params") or name) and not (export_dir / str(name)).is_file():
             raise DeployConfigError(f"{path}: Deploy.{key} file {name} does not exist")
+    xml = deploy.get("openvino_int8")
+    if xml and not (export_dir / str(xml)).with_suffix(".bin").is_file():
+        raise DeployConfigError(
+            f"{path}: Deploy.openvino_int8 {xml} has no weights file "
+            f"{Path(str(xml)).with_suffix('.bin')} next to it"
+        )
     return deploy

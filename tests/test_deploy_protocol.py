@@ -118,7 +118,7 @@ def test_deployed_masks_equal_evaluation(config, scale, add_resize, tmp_path, sy
     export_model(model, export_dir, cfg.val_dataset_cfg["transforms"], k,
                  test_config=builder.test_config())  # fmt: skip
     deploy = load_deploy_config(export_dir)
-    assert deploy["version"] == 2
+    assert deploy["version"] == schema.SCHEMA_VERSION
     assert deploy["eval_scale"] == builder.test_config().get("eval_scale", 1.0)
     if add_resize:
         assert deploy["output_op"] == "none"  # logits: resized back before the argmax
@@ -195,7 +195,11 @@ def _v2(**changes) -> Dict:
 def test_schema_round_trip_and_version_1(tmp_path):
     _write(tmp_path, _v2())
     deploy = schema.read_deploy(tmp_path)
-    assert deploy["version"] == schema.SCHEMA_VERSION == 2 and deploy["eval_scale"] == 0.5
+    assert deploy["version"] == schema.SCHEMA_VERSION == 3 and deploy["eval_scale"] == 0.5
+    assert "openvino_int8" not in deploy  # optional, null by default (read with .get)
+    v2 = {k: v for k, v in _v2(version=2).items() if not k.startswith("openvino")}
+    _write(tmp_path, v2)
+    assert schema.read_deploy(tmp_path)["version"] == 2  # a version-2 file is still read
     v1 = _v2()
     del v1["version"], v1["eval_scale"]
     _write(tmp_path, v1)
@@ -206,7 +210,7 @@ def test_schema_round_trip_and_version_1(tmp_path):
 @pytest.mark.parametrize(
     "changes,match",
     [
-        ({"version": 3}, "Deploy.version 3"),
+        ({"version": 4}, "Deploy.version 4"),
         ({"eval_scale": 0}, "Deploy.eval_scale 0"),
         ({"eval_scale": "half"}, "Deploy.eval_scale 'half'"),
         ({"input_shape": [1, 3, 64]}, "Deploy.input_shape"),
@@ -216,6 +220,7 @@ def test_schema_round_trip_and_version_1(tmp_path):
          "Resize.interp 'RANDOM'"),
         ({"transforms": [{"type": "Crop"}]}, "'Crop' is not supported"),
         ({"onnx": "model.onnx"}, "Deploy.onnx file model.onnx does not exist"),
+        ({"openvino_int8": "deploy.yaml"}, "Deploy.openvino_int8 deploy.yaml has no weights"),
     ],
 )  # fmt: skip
 def test_schema_errors_name_file_and_key(tmp_path, changes, match):

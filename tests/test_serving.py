@@ -296,14 +296,20 @@ def test_png_and_summary():
 
 
 def test_backend_rule_and_replica_options():
-    with_onnx, paddle_only = {"onnx": "model.onnx"}, {"onnx": None}
-    assert choose_backend(ServeSettings("x"), with_onnx) == "onnxruntime"
-    assert choose_backend(ServeSettings("x"), paddle_only) == "paddle"
-    assert choose_backend(ServeSettings("x", precision="int8"), with_onnx) == "paddle"
-    assert choose_backend(ServeSettings("x", device="gpu"), with_onnx) == "paddle"
+    files = {"model": "model.json", "params": "model.pdiparams"}
+    with_onnx, paddle_only = {**files, "onnx": "model.onnx"}, {**files, "onnx": None}
+    assert choose_backend(ServeSettings("x"), with_onnx) == "auto"  # the replica measures
     assert choose_backend(ServeSettings("x", backend="paddle"), with_onnx) == "paddle"
-    with pytest.raises(ValueError, match="CPU only"):
+    assert choose_backend(ServeSettings("x", backend="openvino", precision="bf16"),
+                          with_onnx) == "openvino"  # fmt: skip
+    with pytest.raises(ValueError, match="no Deploy.onnx_int8; run deploy/python/quantize.py"):
+        choose_backend(ServeSettings("x", backend="onnxruntime", precision="int8"), with_onnx)
+    with pytest.raises(ValueError, match="no Deploy.onnx; export with"):
+        choose_backend(ServeSettings("x", backend="openvino"), paddle_only)
+    with pytest.raises(ValueError, match="runs on cpu, not --device gpu"):
         choose_backend(ServeSettings("x", backend="onnxruntime", device="gpu"), with_onnx)
+    with pytest.raises(ValueError, match="--backend auto: nothing here runs --precision int8"):
+        choose_backend(ServeSettings("x", precision="int8"), with_onnx)
     gpu = deployment_options(ServeSettings("x", device="gpu", replicas=2))
     assert gpu["ray_actor_options"]["num_gpus"] == 1 and gpu["num_replicas"] == 2
     auto = deployment_options(ServeSettings("x", min_replicas=1, max_replicas=3, max_queue=5))
