@@ -257,9 +257,19 @@ class _MaskPredictor:
             return [postprocess(m.astype(np.int32), u) for m, u in zip(out, undos)]
         return [postprocess_scores(s, u) for s, u in zip(out, undos)]
 
+    def prepare(self, images: Sequence[np.ndarray]) -> List[Prepared]:
+        """The export's preprocessing of BGR images (another thread may run it, e.g. video's
+        reader, while the network runs)."""
+        return [preprocess(img, self.deploy["transforms"]) for img in images]
+
     def predict(self, images: Sequence[np.ndarray], batch_size: int = 1) -> List[np.ndarray]:
         """Class-id masks (H, W) uint8 for BGR images; same-size images are batched."""
-        prepared = [preprocess(img, self.deploy["transforms"]) for img in images]
+        return self.predict_prepared(self.prepare(images), batch_size)
+
+    def predict_prepared(
+        self, prepared: Sequence[Prepared], batch_size: int = 1
+    ) -> List[np.ndarray]:
+        """:meth:`predict` after :meth:`prepare`: run the network, undo the preprocessing."""
         masks: List[Optional[np.ndarray]] = [None] * len(prepared)
         order = sorted(range(len(prepared)), key=lambda i: prepared[i].tensor.shape)
         start = 0
