@@ -174,8 +174,8 @@ def render_table(report: Dict[str, Any]) -> str:
 
 def make_predictor(export_dir: str, server_args: Sequence[str]):
     """(predictor, backend, threads) exactly as the server builds it from the same flags
-    (``deploy/serving/app.py``: backend ``auto`` = ONNX Runtime when the export has
-    ``model.onnx``, ``--cpu_threads`` threads)."""
+    (``deploy/serving/app.py`` through the backend table: ``auto`` = the fastest fp32 backend
+    measured once and cached, ``--cpu_threads`` threads)."""
     from deploy.python.predictor import load_deploy_config
     from deploy.serving import app, server
 
