@@ -363,3 +363,39 @@ def test_openvino_quantize_errors_name_the_problem(quantized, tmp_path):
 
     (head,) = head_names(ov.Core().read_model(str(quantized / "model.onnx")))
     assert head.startswith("Conv")  # the classifier: the convolution feeding the output
+
+
+# ------------------------------------------------------- tools/benchmark.py's bookkeeping
+
+
+def _benchmark_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_tool", ROOT / "tools/benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_alternates_paths_and_judges_the_targets():
+    tool = _benchmark_tool()
+    order: List[str] = []
+    runs = {k: functools.partial(order.append, k) for k in ("a", "b", "c")}
+    timing = tool.alternate(runs, warmup=1, repeats=2)
+    assert order == ["a", "b", "c"] + ["a", "b", "c"] * 2  # warm-up, then rounds of each
+    assert set(timing) == {"a", "b", "c"} and all(t["median_ms"] >= 0 for t in timing.values())
+    rows = [
+        {"model": "m", "path": tool.BASELINE, "median_ms": 100.0, "agree": 1.0, "vs_ort": 1.0},
+        {"model": "m", "path": tool.VIDEO_PATH, "median_ms": 30.0, "agree": 0.98, "vs_ort": 0.3,
+         "video_fps": 30.0, "network_fps": 32.0, "video_ratio": 30 / 32},
+        {"model": "m", "path": "paddle_stdc: OpenVINO bf16", "median_ms": 61.0, "agree": 0.99,
+         "vs_ort": 0.61},
+        {"model": "m", "path": "x", "error": "RuntimeError: no"},
+    ]  # fmt: skip
+    verdicts = tool.targets(rows)
+    assert verdicts == ["`m`: OpenVINO INT8 0.30 (met: <= 0.35); OpenVINO bf16 0.61 (NOT met: "
+                        "<= 0.6); video/network FPS 0.94 (met: >= 0.9)"]  # fmt: skip
+    table = tool.render(rows, [1, 3, 512, 1024], 2, verdicts)
+    assert "| `m` | paddle_stdc: OpenVINO INT8 (NNCF PTQ) | 30 | 0.30 | 98.000% |" in table
+    assert "| `m` | x | fails: RuntimeError: no | — | — |" in table
+    assert "| `m` | 30.00 | 32.00 | 0.94 |" in table and verdicts[0] in table
