@@ -216,13 +216,16 @@ def paddleseg_model(name: str) -> Optional[paddle.nn.Layer]:
     return BiSeNetV2(19)
 
 
-def render(rows: List[Dict], shape, threads: int, verdicts: Sequence[str] = ()) -> str:
+def render(
+    rows: List[Dict], shape, threads: int, verdicts: Sequence[str] = (),
+    command: str = "python tools/benchmark.py",
+) -> str:  # fmt: skip
     lines = [
         MARK_BEGIN,
         f"Input {'x'.join(map(str, shape))}, {threads} CPU threads, paddlepaddle "
         f"{paddle.__version__}, onnxruntime {_version('onnxruntime')}, openvino "
         f"{_version('openvino')}, nncf {_version('nncf')}; each model's paths timed in "
-        "alternating rounds; command: `python tools/benchmark.py`.",
+        f"alternating rounds; command: `{command}`.",
         "",
         "| model | path | median latency (ms) | × ONNX Runtime fp32 | argmax agreement with "
         "dygraph |",
@@ -332,14 +335,17 @@ def precision_rows(export_dir: Path, data_root: Path, threads: int) -> List[Dict
     return rows
 
 
-def render_precision(rows: List[Dict], export_dir: Path, data_root: Path) -> str:
+def render_precision(
+    rows: List[Dict], export_dir: Path, data_root: Path,
+    command: str = "python tools/benchmark.py --accuracy_export EXPORT --data_root DATA",
+) -> str:  # fmt: skip
     deploy = load_deploy_config(export_dir)
     ok = [r for r in rows if "miou" in r]
     lines = [
         ACC_BEGIN,
         f"Exported model `{export_dir}`, val images of `{data_root}`, latency per image at "
         f"{ok[0]['shape']}, {ok[0]['threads']} threads (alternating rounds); command: "
-        "`python tools/benchmark.py --accuracy_export EXPORT --data_root DATA`. INT8 "
+        f"`{command}`. INT8 "
         f"calibration: ONNX Runtime {deploy.get('int8_calibration')}, OpenVINO "
         f"{deploy.get('openvino_int8_calibration')}.",
         "",
@@ -406,18 +412,19 @@ def main(argv=None) -> None:
     if args.only == "accuracy" and not args.accuracy_export:
         p.error("--only accuracy needs --accuracy_export EXPORT")
     doc = ROOT / "docs" / "deployment.md"
+    command = " ".join(["python tools/benchmark.py", *(sys.argv[1:] if argv is None else argv)])
     if args.only != "accuracy":
         rows = []
         for name in args.models or paddle_stdc.list_models():
             rows += bench_model(name, args.shape, args.threads, args.warmup, args.repeats,
                                 video=not args.no_video)  # fmt: skip
-        table = render(rows, args.shape, args.threads, targets(rows))
+        table = render(rows, args.shape, args.threads, targets(rows), command)
         print(table)
         if not args.no_readme:
             write_block(doc, MARK_BEGIN, MARK_END, table)
     if args.accuracy_export and args.only != "latency":
         rows = precision_rows(args.accuracy_export, args.data_root, args.threads)
-        table = render_precision(rows, args.accuracy_export, args.data_root)
+        table = render_precision(rows, args.accuracy_export, args.data_root, command)
         print(table)
         if not args.no_readme:
             write_block(doc, ACC_BEGIN, ACC_END, table)
