@@ -13,6 +13,8 @@ Version 3 (written today)::
       onnx: null | model.onnx      # --format onnx
       onnx_int8: null | model_int8.onnx   # deploy/python/quantize.py
       int8_calibration: null | {method, num_images}
+      openvino_int8: null | model_openvino_int8.xml   # quantize.py --backend openvino (+ .bin)
+      openvino_int8_calibration: null | {method, num_images, ...NNCF settings}
       transforms: [...]            # val preprocessing, PaddleSeg names, defaults filled in
       input_shape: [N, C, H, W]    # -1 = dynamic; a fixed dimension is checked by predictors
       output_op: argmax | softmax | none   # the op at the end of the exported graph
@@ -23,9 +25,10 @@ Version 3 (written today)::
       class_names: null | [name, ...]    # per class id, from the config's dataset (v3)
       source: {config, model_path, model}
 
-Version 2 is the same without ``class_names`` (read as absent: :func:`class_names_of` then
-knows Cityscapes'/VOC's names from the source config's name, else none). A file without
-``version`` is version 1: also without ``version`` and ``eval_scale`` (read as 1.0).
+Version 2 is version 3 without ``class_names`` and the ``openvino_int8*`` keys (read as
+null; :func:`class_names_of` then knows Cityscapes'/VOC's names from the source config's
+name, else none). A file without ``version`` is version 1: also without ``version`` and
+``eval_scale`` (read as 1.0). Every version is still read.
 """
 
 from __future__ import annotations
@@ -48,13 +51,15 @@ DEFAULTS: Dict[str, Any] = {
     "onnx": None,
     "onnx_int8": None,
     "int8_calibration": None,
+    "openvino_int8": None,
+    "openvino_int8_calibration": None,
     "eval_scale": 1.0,
     "num_classes": None,
     "palette": None,
     "class_names": None,
     "source": {},
 }
-FILE_KEYS = ("model", "params", "onnx", "onnx_int8")
+FILE_KEYS = ("model", "params", "onnx", "onnx_int8", "openvino_int8")
 #: Val transforms deploy implements, with PaddleSeg's defaults.
 TRANSFORM_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "Normalize": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
@@ -274,6 +279,12 @@ def read_deploy(export_dir: PathLike) -> Dict[str, Any]:
         name = deploy.get(key)
         if (key in ("model", "params") or name) and not (export_dir / str(name)).is_file():
             raise DeployConfigError(f"{path}: Deploy.{key} file {name} does not exist")
+    xml = deploy.get("openvino_int8")
+    if xml and not (export_dir / str(xml)).with_suffix(".bin").is_file():
+        raise DeployConfigError(
+            f"{path}: Deploy.openvino_int8 {xml} has no weights file "
+            f"{Path(str(xml)).with_suffix('.bin')} next to it"
+        )
     return deploy
 
 

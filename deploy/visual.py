@@ -42,10 +42,14 @@ def overlay(
     image_bgr: np.ndarray, mask: np.ndarray, colours: Sequence[Sequence[int]], weight: float
 ) -> np.ndarray:
     """The image blended with the mask's colours: ``(1 - weight) * image + weight * colour``,
-    BGR uint8 (rounded down)."""
-    colour = full_palette(colours)[mask][..., ::-1].astype(np.float32)  # RGB -> BGR
-    blend = image_bgr.astype(np.float32) * (1.0 - weight) + colour * weight
-    return blend.astype(np.uint8)
+    BGR uint8 (rounded to nearest). OpenCV's LUT and addWeighted: ~1 ms at 1024x512, where
+    NumPy's float blend took tens of ms on the video's inference thread."""
+    import cv2
+
+    lut = np.ascontiguousarray(full_palette(colours)[:, ::-1]).reshape(256, 1, 3)  # BGR
+    ids = mask.astype(np.uint8, copy=False)
+    colour = cv2.LUT(cv2.merge([ids, ids, ids]), lut)
+    return cv2.addWeighted(image_bgr, 1.0 - weight, colour, weight, 0.0)
 
 
 LEGEND_FONT_SCALE = 0.45

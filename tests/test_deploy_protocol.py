@@ -399,6 +399,11 @@ def test_schema_round_trip_and_version_1(tmp_path):
     _write(tmp_path, _deploy())
     deploy = schema.read_deploy(tmp_path)
     assert deploy["version"] == schema.SCHEMA_VERSION == 3 and deploy["eval_scale"] == 0.5
+    assert "openvino_int8" not in deploy  # optional, null by default (read with .get)
+    v2 = {k: v for k, v in _deploy(version=2).items()
+          if not k.startswith("openvino") and k != "class_names"}  # fmt: skip
+    _write(tmp_path, v2)
+    assert schema.read_deploy(tmp_path)["version"] == 2  # a version-2 file is still read
     v1 = _deploy()
     del v1["version"], v1["eval_scale"], v1["class_names"]
     _write(tmp_path, v1)
@@ -447,6 +452,7 @@ def test_class_names_and_palette_travel_and_version_2_still_reads(tmp_path):
          "Resize.interp 'RANDOM'"),
         ({"transforms": [{"type": "Crop"}]}, "'Crop' is not supported"),
         ({"onnx": "model.onnx"}, "Deploy.onnx file model.onnx does not exist"),
+        ({"openvino_int8": "deploy.yaml"}, "Deploy.openvino_int8 deploy.yaml has no weights"),
     ],
 )  # fmt: skip
 def test_schema_errors_name_file_and_key(tmp_path, changes, match):

@@ -127,9 +127,12 @@ def start_server(export_dir: Path, log: Path, *flags: str, timeout: float = 180)
         "2",
         *flags,
     ]
+    # --backend auto measures into a cache of the test's own (next to the log), not the user's
+    env = {**os.environ, "PADDLE_STDC_CACHE": os.environ.get("PADDLE_STDC_CACHE",
+                                                            str(log.parent / "cache"))}  # fmt: skip
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+            cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
     server = ServerProcess(proc, f"http://127.0.0.1:{port}", port, log)
     deadline = time.monotonic() + timeout
@@ -435,14 +438,20 @@ def test_batcher_drops_cancelled_requests_and_reports_errors():
 
 
 def test_backend_rule_and_replica_options():
-    with_onnx, paddle_only = {"onnx": "model.onnx"}, {"onnx": None}
-    assert choose_backend(ServeSettings("x"), with_onnx) == "onnxruntime"
-    assert choose_backend(ServeSettings("x"), paddle_only) == "paddle"
-    assert choose_backend(ServeSettings("x", precision="int8"), with_onnx) == "paddle"
-    assert choose_backend(ServeSettings("x", device="gpu"), with_onnx) == "paddle"
+    files = {"model": "model.json", "params": "model.pdiparams"}
+    with_onnx, paddle_only = {**files, "onnx": "model.onnx"}, {**files, "onnx": None}
+    assert choose_backend(ServeSettings("x"), with_onnx) == "auto"  # the replica measures
     assert choose_backend(ServeSettings("x", backend="paddle"), with_onnx) == "paddle"
-    with pytest.raises(ValueError, match="CPU only"):
+    assert choose_backend(ServeSettings("x", backend="openvino", precision="bf16"),
+                          with_onnx) == "openvino"  # fmt: skip
+    with pytest.raises(ValueError, match="no Deploy.onnx_int8; run deploy/python/quantize.py"):
+        choose_backend(ServeSettings("x", backend="onnxruntime", precision="int8"), with_onnx)
+    with pytest.raises(ValueError, match="no Deploy.onnx; export with"):
+        choose_backend(ServeSettings("x", backend="openvino"), paddle_only)
+    with pytest.raises(ValueError, match="runs on cpu, not --device gpu"):
         choose_backend(ServeSettings("x", backend="onnxruntime", device="gpu"), with_onnx)
+    with pytest.raises(ValueError, match="--backend auto: nothing here runs --precision int8"):
+        choose_backend(ServeSettings("x", precision="int8"), with_onnx)
     gpu = deployment_options(ServeSettings("x", device="gpu", replicas=2))
     assert gpu["ray_actor_options"]["num_gpus"] == 1 and gpu["num_replicas"] == 2
     auto = deployment_options(ServeSettings("x", min_replicas=1, max_replicas=3, max_queue=5))
@@ -468,7 +477,8 @@ def test_replicas_run_onnxruntime_without_busy_waiting(tmp_path):
     key = "session.intra_op.allow_spinning"
     masks = []
     for flags in ([], ["--ort_spinning"]):
-        settings = settings_from_args(parse_args(["--export_dir", str(export), *flags]))
+        argv = ["--export_dir", str(export), "--backend", "onnxruntime", *flags]
+        settings = settings_from_args(parse_args(argv))
         predictor, backend = make_predictor(settings, deploy)
         options = predictor._session.get_session_options()
         assert backend == "onnxruntime" and settings.ort_spinning == bool(flags)
@@ -554,7 +564,12 @@ def test_paddlex_semantic_segmentation_api(serving_server):
 def test_health_classes_metrics_index(serving_server):
     status, _, body = request(serving_server.url, "GET", "/health")
     health = json.loads(body)
-    assert status == 200 and health["status"] == "ok" and health["backend"] == "onnxruntime"
+    assert status == 200 and health["status"] == "ok"
+    # --backend auto (the default) measured the fp32 backends in the replica and logged it
+    assert health["backend"] in ("paddle", "onnxruntime", "openvino")
+    assert f"auto backend: {health['backend']} (fp32, measured: paddle" in serving_server.log_tail(
+        10**6
+    )
     classes = json.loads(request(serving_server.url, "GET", "/classes")[2])
     assert classes["num_classes"] == 19 and classes["palette"][1] == [244, 35, 232]
     assert classes["names"] == list(CITYSCAPES)  # from deploy.yaml (the config's dataset)

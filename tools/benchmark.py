@@ -1,30 +1,35 @@
 """CPU inference benchmark, measured side by side in one run, written into docs/deployment.md.
 
-For each model: the project's default Paddle Inference path (oneDNN, with the deploy code's
-CPU pass fixes: PIR placement and transfer_layout passes removed), Paddle Inference without
-oneDNN, ONNX Runtime on the same exported network, and -- for models PaddleSeg 2.8 also has
-(STDCSeg, BiSeNetV2) -- PaddleSeg's model exported the default way (``paddle.jit.save``) and
-run by Paddle Inference as it can run (its oneDNN run fails on Paddle 3.3's interpolate
-kernels, so without oneDNN), plus with our pass fixes to separate the config's share of the
-gain from the model's. Every row reports latency and
-argmax agreement with the dygraph model on the same input (for the bf16 and INT8 rows: their
-numeric drift on a randomly initialised model, not an accuracy measurement; ``--accuracy_export``
-measures that on trained weights).
+For each model (randomly initialised, 19 classes): every CPU path of the backend table
+(``deploy/python/backends.py``) -- Paddle Inference with oneDNN (the deploy code's CPU pass
+fixes: PIR placement and transfer_layout passes removed), without oneDNN, oneDNN bf16; ONNX
+Runtime fp32 and INT8 (QDQ PTQ); OpenVINO fp32, bf16 and INT8 (NNCF PTQ) -- and, for models
+PaddleSeg 2.8 also has (STDCSeg, BiSeNetV2), PaddleSeg's model exported the default way
+(``paddle.jit.save``) run by Paddle Inference as it can run (its oneDNN run fails on Paddle 3.3's
+interpolate kernels, so without oneDNN), plus with our pass fixes to separate the config's share
+of the gain from the model's. All paths of a model are timed in alternating rounds, so the
+ratio to ONNX Runtime fp32 is measured under the same load. Every row reports argmax agreement
+with the dygraph model on the same input (for bf16 and INT8: numeric drift on a random model,
+calibrated on 4 random images -- not accuracy; ``--accuracy_export`` measures that on trained
+weights). OpenVINO INT8 also runs ``infer.py --video_path``'s pipeline on a generated clip of
+the input size: end-to-end FPS against its network-only FPS.
 
     python tools/benchmark.py                       # all models, 1x3x512x1024, 2 threads
+    python tools/benchmark.py --accuracy_export output/quickstart/export_onnx  # + accuracy table
     python tools/benchmark.py --models stdc1_seg --no_readme
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import paddle
@@ -33,14 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import paddle_stdc  # noqa: E402
-from deploy.python.predictor import (  # noqa: E402
-    OnnxPredictor,
-    Predictor,
-    RuntimeOptions,
-    load_deploy_config,
-    preprocess,
-)
-from deploy.python.quantize import list_calibration_images, quantize_int8  # noqa: E402
+from deploy.python import backends  # noqa: E402
+from deploy.python.predictor import RuntimeOptions, load_deploy_config, preprocess  # noqa: E402
+from deploy.python.quantize import QUANTIZERS, list_calibration_images, quantize  # noqa: E402
+from deploy.python.video import palette_array, segment_video  # noqa: E402
 from paddle_stdc.export import NORMALIZE_DEFAULT, ExportModel, export_model  # noqa: E402
 from paddle_stdc.utils.readme import write_block  # noqa: E402
 
@@ -63,51 +64,144 @@ def time_runs(run: Callable[[], np.ndarray], warmup: int, repeats: int) -> Dict[
     return {"median_ms": statistics.median(times) * 1000, "min_ms": min(times) * 1000}
 
 
-def paddle_row(
-    export_dir: Path, x, ref, threads, mkldnn, warmup, repeats, pass_fixes=True, precision="fp32"
-) -> Dict:
-    opts = RuntimeOptions(
-        cpu_threads=threads, enable_mkldnn=mkldnn, cpu_pass_fixes=pass_fixes, precision=precision
-    )
-    try:
-        predictor = Predictor(export_dir, opts)
-        out = predictor.run(x)
-    except Exception as err:  # noqa: BLE001  (a row records why a path cannot run)
-        return {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"}
-    return {
-        **time_runs(lambda: predictor.run(x), warmup, repeats),
-        "agree": float((out == ref).mean()),
-    }
+def alternate(runs: Dict[str, Callable[[], Any]], warmup: int, repeats: int) -> Dict[str, Dict]:
+    """Median and min ms per path, timed in rounds (one run of each path per round) so that
+    load on the machine hits every path alike; ratios between them are the stable numbers."""
+    for run in runs.values():
+        for _ in range(warmup):
+            run()
+    times: Dict[str, List[float]] = {label: [] for label in runs}
+    for _ in range(repeats):
+        for label, run in runs.items():
+            tic = time.perf_counter()
+            run()
+            times[label].append((time.perf_counter() - tic) * 1000)
+    return {k: {"median_ms": statistics.median(t), "min_ms": min(t)} for k, t in times.items()}
 
 
-def onnx_row(onnx_file: Path, x, ref, threads, warmup, repeats) -> Dict:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(onnx_file), so, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    out = session.run(None, {name: x})[0]
-    timing = time_runs(lambda: session.run(None, {name: x}), warmup, repeats)
-    return {**timing, "agree": float((out == ref).mean())}
-
-
-def int8_row(export_dir: Path, shape, x, ref, threads, warmup, repeats) -> Dict:
-    """INT8 latency; calibrated on 4 random images (speed only: the accuracy cost on trained
+def calibration_images(folder: Path, shape, count: int = 4) -> List[Path]:
+    """``count`` random images of the input size (speed only: the accuracy cost on trained
     weights is what ``--accuracy_export`` measures)."""
     import cv2
 
     rng = np.random.RandomState(0)
-    calib = []
-    for i in range(4):
-        path = export_dir / f"calib_{i}.png"
-        cv2.imwrite(str(path), rng.randint(0, 256, (shape[2], shape[3], 3), dtype=np.uint8))
-        calib.append(path)
-    quantize_int8(export_dir, calib)
-    predictor = OnnxPredictor(export_dir, "int8", threads)
-    out = predictor.run(x)
-    timing = time_runs(lambda: predictor.run(x), warmup, repeats)
-    return {**timing, "agree": float((out == ref).mean())}
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"calib_{i}.png"
+        noise = rng.randint(0, 256, (shape[2], shape[3], 3), dtype=np.uint8)
+        cv2.imwrite(str(path), cv2.GaussianBlur(noise, (0, 0), 3))
+        paths.append(path)
+    return paths
+
+
+#: The rows of every model: label -> (backend, precision, Paddle Inference options).
+OWN_PATHS = {
+    "Paddle Inference, oneDNN (default)": ("paddle", "fp32", {}),
+    "Paddle Inference, no oneDNN": ("paddle", "fp32", {"enable_mkldnn": False}),
+    "Paddle Inference, oneDNN bf16": ("paddle", "bf16", {}),
+    "ONNX Runtime": ("onnxruntime", "fp32", {}),
+    "ONNX Runtime INT8 (PTQ)": ("onnxruntime", "int8", {}),
+    "OpenVINO": ("openvino", "fp32", {}),
+    "OpenVINO bf16": ("openvino", "bf16", {}),
+    "OpenVINO INT8 (NNCF PTQ)": ("openvino", "int8", {}),
+}
+BASELINE = "paddle_stdc: ONNX Runtime"
+VIDEO_PATH = "paddle_stdc: OpenVINO INT8 (NNCF PTQ)"
+
+
+def _build(export_dir: Path, backend: str, precision: str, threads: int, extra: Dict):
+    options = RuntimeOptions(cpu_threads=threads, precision=precision, **extra)
+    return backends.create_predictor(export_dir, backend, options)
+
+
+def _first_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:120]}"
+
+
+def video_check(predictor, shape, folder: Path, frames: int = 48) -> Dict[str, float]:
+    """``infer.py --video_path``'s pipeline (decode, infer, overlay, encode) on a generated
+    clip of the input size: end-to-end FPS next to the same predictor's network-only FPS
+    (``run`` on 1xCxHxW), timed right before and right after the video."""
+    import cv2
+
+    h, w = shape[2], shape[3]
+    clip = folder / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (w, h))
+    ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
+    for i in range(frames):
+        frame = np.broadcast_to(ramp, (h, w, 3)).astype(np.uint8).copy()
+        cv2.rectangle(frame, (8 * i % w, h // 4), (8 * i % w + w // 5, h // 2), (30, 200, 90), -1)
+        writer.write(frame)
+    writer.release()
+    x = np.random.RandomState(0).uniform(-1, 1, [1, 3, h, w]).astype(np.float32)
+
+    def net_fps() -> float:
+        return 1000.0 / time_runs(lambda: predictor.run(x), 2, 10)["median_ms"]
+
+    before = net_fps()
+    stats = segment_video(predictor, str(clip), folder, palette_array(predictor.deploy), log=None)
+    network = (before + net_fps()) / 2
+    return {"video_fps": stats.fps, "network_fps": network, "video_ratio": stats.fps / network}
+
+
+def bench_model(
+    name: str, shape, threads: int, warmup: int, repeats: int, video: bool = True
+) -> List[Dict]:
+    """Every path of one model (randomly initialised, 19 classes) timed side by side."""
+    paddle.seed(0)
+    model = paddle_stdc.create_model(name, num_classes=19)
+    model.eval()
+    x = np.random.RandomState(0).uniform(-1, 1, shape).astype("float32")
+    with paddle.no_grad():
+        ref = ExportModel(model)(paddle.to_tensor(x)).numpy()
+    paths: Dict[str, Callable[[], Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        own, twin_dir = Path(tmp) / "own", Path(tmp) / "paddleseg"
+        export_model(model, own, NORMALIZE_DEFAULT, 19, fmt="onnx")
+        calib = calibration_images(Path(tmp) / "calib", shape)
+        for backend in QUANTIZERS:
+            quantize(own, calib, backend)
+        for label, (backend, precision, extra) in OWN_PATHS.items():
+            paths[f"paddle_stdc: {label}"] = functools.partial(
+                _build, own, backend, precision, threads, extra
+            )
+        twin = paddleseg_model(name)
+        if twin is not None:
+            twin.set_state_dict(model.state_dict())
+            export_model(twin, twin_dir, NORMALIZE_DEFAULT, 19)  # PaddleSeg's own layers
+            # "As it can run": plain enable_onednn() (the default way) and without oneDNN;
+            # then with our deploy config, to separate the config's gain from the model's.
+            for mkldnn, fixes, label in (
+                (True, False, "oneDNN (default config)"),
+                (False, False, "no oneDNN"),
+                (True, True, "oneDNN + paddle_stdc's CPU pass fixes"),
+            ):
+                extra = {"enable_mkldnn": mkldnn, "cpu_pass_fixes": fixes}
+                paths[f"PaddleSeg 2.8 model: Paddle Inference, {label}"] = functools.partial(
+                    _build, twin_dir, "paddle", "fp32", threads, extra
+                )
+        rows, predictors = {}, {}
+        for label, make in paths.items():
+            try:
+                predictor = make()
+                out = predictor.run(x)
+            except Exception as err:  # noqa: BLE001  (a row records why a path cannot run)
+                rows[label] = {"error": _first_line(err)}
+                continue
+            predictors[label] = predictor
+            rows[label] = {"agree": float((out == ref).mean())}
+        runs = {k: functools.partial(p.run, x) for k, p in predictors.items()}
+        for label, timing in alternate(runs, warmup, repeats).items():
+            rows[label].update(timing)
+        base = rows.get(BASELINE, {}).get("median_ms")
+        for row in rows.values():
+            if base and "median_ms" in row:
+                row["vs_ort"] = row["median_ms"] / base
+        if video and VIDEO_PATH in predictors:
+            rows[VIDEO_PATH].update(video_check(predictors[VIDEO_PATH], shape, Path(tmp)))
+        del predictors, runs
+    return [{"model": name, "path": label, **row} for label, row in rows.items()]
 
 
 def paddleseg_model(name: str) -> Optional[paddle.nn.Layer]:
@@ -122,60 +216,54 @@ def paddleseg_model(name: str) -> Optional[paddle.nn.Layer]:
     return BiSeNetV2(19)
 
 
-def bench_model(name: str, shape, threads: int, warmup: int, repeats: int) -> List[Dict]:
-    paddle.seed(0)
-    model = paddle_stdc.create_model(name, num_classes=19)
-    model.eval()
-    x = np.random.RandomState(0).uniform(-1, 1, shape).astype("float32")
-    with paddle.no_grad():
-        ref = ExportModel(model)(paddle.to_tensor(x)).numpy()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        art = export_model(model, tmp, NORMALIZE_DEFAULT, 19, fmt="onnx")
-        for mkldnn, label in ((True, "oneDNN (default)"), (False, "no oneDNN")):
-            row = paddle_row(art.save_dir, x, ref, threads, mkldnn, warmup, repeats)
-            rows.append({"path": f"paddle_stdc: Paddle Inference, {label}", **row})
-        row = paddle_row(art.save_dir, x, ref, threads, True, warmup, repeats, precision="bf16")
-        rows.append({"path": "paddle_stdc: Paddle Inference, oneDNN bf16", **row})
-        row = onnx_row(art.onnx_file, x, ref, threads, warmup, repeats)
-        rows.append({"path": "paddle_stdc: ONNX Runtime", **row})
-        row = int8_row(art.save_dir, shape, x, ref, threads, warmup, repeats)
-        rows.append({"path": "paddle_stdc: ONNX Runtime INT8 (PTQ)", **row})
-    twin = paddleseg_model(name)
-    if twin is not None:
-        twin.set_state_dict(model.state_dict())
-        with tempfile.TemporaryDirectory() as tmp:
-            export_model(twin, tmp, NORMALIZE_DEFAULT, 19)  # PaddleSeg's own layers
-            # "As it can run": plain enable_onednn() (the default way) and without oneDNN;
-            # then with our deploy config, to separate the config's gain from the model's.
-            for mkldnn, fixes, label in (
-                (True, False, "oneDNN (default config)"),
-                (False, False, "no oneDNN"),
-                (True, True, "oneDNN + paddle_stdc's CPU pass fixes"),
-            ):
-                row = paddle_row(Path(tmp), x, ref, threads, mkldnn, warmup, repeats, fixes)
-                rows.append({"path": f"PaddleSeg 2.8 model: Paddle Inference, {label}", **row})
-    return [{"model": name, **r} for r in rows]
-
-
-def render(rows: List[Dict], shape, threads: int) -> str:
+def render(
+    rows: List[Dict], shape, threads: int, verdicts: Sequence[str] = (),
+    command: str = "python tools/benchmark.py",
+) -> str:  # fmt: skip
     lines = [
         MARK_BEGIN,
         f"Input {'x'.join(map(str, shape))}, {threads} CPU threads, paddlepaddle "
-        f"{paddle.__version__}; command: `python tools/benchmark.py`.",
+        f"{paddle.__version__}, onnxruntime {_version('onnxruntime')}, openvino "
+        f"{_version('openvino')}, nncf {_version('nncf')}; each model's paths timed in "
+        f"alternating rounds; command: `{command}`.",
         "",
-        "| model | path | median latency (ms) | argmax agreement with dygraph |",
-        "|---|---|---:|---:|",
+        "| model | path | median latency (ms) | × ONNX Runtime fp32 | argmax agreement with "
+        "dygraph |",
+        "|---|---|---:|---:|---:|",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| `{r['model']}` | {r['path']} | fails: {r['error']} | — |")
+            lines.append(f"| `{r['model']}` | {r['path']} | fails: {r['error']} | — | — |")
         else:
-            lines.append(
-                f"| `{r['model']}` | {r['path']} | {r['median_ms']:.0f} | {r['agree'] * 100:.3f}% |"
-            )
+            ratio = f"{r['vs_ort']:.2f}" if "vs_ort" in r else "—"
+            lines.append(f"| `{r['model']}` | {r['path']} | {r['median_ms']:.0f} | {ratio} "
+                         f"| {r['agree'] * 100:.3f}% |")  # fmt: skip
+    video = [r for r in rows if "video_fps" in r]
+    if video:
+        lines += [
+            "",
+            f"`infer.py --video_path` with OpenVINO INT8 on a generated "
+            f"{shape[3]}x{shape[2]} clip (decode, infer, overlay, encode) against the same "
+            "predictor's network-only FPS on 1x3xHxW, timed right before and after:",
+            "",
+            "| model | end-to-end FPS | network-only FPS | ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [f"| `{r['model']}` | {r['video_fps']:.2f} | {r['network_fps']:.2f} | "
+                  f"{r['video_ratio']:.2f} |" for r in video]  # fmt: skip
+    if verdicts:
+        lines += ["", "Targets (ratios from this run): " + "; ".join(verdicts) + "."]
     lines.append(MARK_END)
     return "\n".join(lines)
+
+
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def _miou(pred: np.ndarray, label: np.ndarray, num_classes: int) -> np.ndarray:
@@ -184,31 +272,25 @@ def _miou(pred: np.ndarray, label: np.ndarray, num_classes: int) -> np.ndarray:
     return cm.reshape(num_classes, num_classes)
 
 
-def _paths(export_dir: Path, threads: int, data_root: Path):
-    """(label, predictor factory) for every precision the export supports."""
-    paths = [
-        ("fp32", "Paddle Inference oneDNN",
-         lambda: Predictor(export_dir, RuntimeOptions(cpu_threads=threads))),
-        ("bf16", "Paddle Inference oneDNN",
-         lambda: Predictor(export_dir, RuntimeOptions(cpu_threads=threads, precision="bf16"))),
-    ]  # fmt: skip
-    if load_deploy_config(export_dir).get("onnx"):
+#: NNCF settings of the OpenVINO INT8 model the accuracy table makes when the export has none.
+OPENVINO_PTQ = {"preset": "performance", "fast_bias_correction": True, "ignore_head": False}
 
-        def int8() -> OnnxPredictor:
-            if not load_deploy_config(export_dir).get("onnx_int8"):
-                calib = list_calibration_images(data_root / "leftImg8bit" / "train", 32)
-                quantize_int8(export_dir, calib)
-            return OnnxPredictor(export_dir, "int8", threads)
 
-        paths += [
-            ("fp32", "ONNX Runtime", lambda: OnnxPredictor(export_dir, "fp32", threads)),
-            ("int8 (PTQ, 32 train images)", "ONNX Runtime", int8),
-        ]
-    return paths
+def ensure_int8(export_dir: Path, data_root: Path, num_images: int = 32) -> None:
+    """Quantize for every backend whose INT8 model the export lacks, on the first training
+    images (ONNX Runtime: min-max; OpenVINO: NNCF with ``OPENVINO_PTQ``)."""
+    deploy = load_deploy_config(export_dir)
+    for backend in QUANTIZERS:
+        key = backends.TABLE[backend].files["int8"][0]
+        if deploy.get(key) or not backends.is_installed(backend):
+            continue
+        calib = list_calibration_images(data_root / "leftImg8bit" / "train", num_images)
+        quantize(export_dir, calib, backend, **(OPENVINO_PTQ if backend == "openvino" else {}))
 
 
 def precision_rows(export_dir: Path, data_root: Path, threads: int) -> List[Dict]:
-    """mIoU on a Cityscapes-layout val split per precision, argmax agreement, latency."""
+    """mIoU on a Cityscapes-layout val split for every CPU backend x precision of the table,
+    argmax agreement with Paddle fp32, and latency per image (alternating rounds)."""
     import cv2
 
     images = sorted((data_root / "leftImg8bit" / "val").rglob("*_leftImg8bit.png"))
@@ -218,39 +300,91 @@ def precision_rows(export_dir: Path, data_root: Path, threads: int) -> List[Dict
         "_leftImg8bit.png", "_gtFine_labelTrainIds.png") for p in images]  # fmt: skip
     bgr = [cv2.imread(str(p)) for p in images]
     gts = [cv2.imread(p, cv2.IMREAD_GRAYSCALE).astype(np.int64) for p in labels]
-    rows, reference = [], None
-    for precision, runtime, factory in _paths(export_dir, threads, data_root):
-        predictor = factory()
+    ensure_int8(export_dir, data_root)
+    rows, predictors, reference = [], {}, None
+    for backend, device, precision in backends.combinations():
+        if device != "cpu":
+            continue
+        options = RuntimeOptions(cpu_threads=threads, precision=precision)
+        try:
+            predictor = backends.create_predictor(export_dir, backend, options)
+        except ValueError as err:  # not installed, or no model file: the row says so
+            rows.append({"backend": backend, "precision": precision, "error": str(err)})
+            continue
         masks = predictor.predict(bgr)
         reference = reference if reference is not None else masks
         k = predictor.deploy["num_classes"]
         cm = sum(_miou(m.astype(np.int64), g, k) for m, g in zip(masks, gts))
         tp, union = np.diag(cm), cm.sum(0) + cm.sum(1) - np.diag(cm)
-        x = preprocess(bgr[0], predictor.deploy["transforms"]).tensor[None]
         rows.append({
-            "precision": precision, "runtime": runtime,
+            "backend": backend, "precision": precision,
             "miou": float(np.mean(tp[union > 0] / union[union > 0])),
             "agree": float(np.mean([(a == b).mean() for a, b in zip(reference, masks)])),
-            "shape": "x".join(map(str, x.shape)), "threads": threads,
-            **time_runs(lambda p=predictor, x=x: p.run(x), warmup=2, repeats=10),
+            "threads": threads,
         })  # fmt: skip
-        print(json.dumps(rows[-1]), flush=True)
+        predictors[(backend, precision)] = predictor
+    x = preprocess(bgr[0], load_deploy_config(export_dir)["transforms"]).tensor[None]
+    timing = alternate({k: functools.partial(p.run, x) for k, p in predictors.items()}, 2, 10)
+    base = rows[0].get("miou")
+    for row in rows:
+        row.update(timing.get((row["backend"], row["precision"]), {}), shape="x".join(
+            map(str, x.shape)))  # fmt: skip
+        if "miou" in row and base is not None:
+            row["cost_points"] = (base - row["miou"]) * 100
+        print(json.dumps(row), flush=True)
     return rows
 
 
-def render_precision(rows: List[Dict], export_dir: Path, data_root: Path) -> str:
-    lines = [ACC_BEGIN, f"Exported model `{export_dir}`, val images of `{data_root}`, "
-             f"latency per image at {rows[0]['shape']}, {rows[0]['threads']} threads; "
-             "command: `python tools/benchmark.py --accuracy_export EXPORT --data_root DATA`.", "",
-             "| precision | runtime | mIoU | argmax agreement with fp32 Paddle | median ms |",
-             "|---|---|---:|---:|---:|"]  # fmt: skip
-    lines += [
-        f"| {r['precision']} | {r['runtime']} | {r['miou']:.4f} | {r['agree'] * 100:.3f}% "
-        f"| {r['median_ms']:.1f} |"
-        for r in rows
+def render_precision(
+    rows: List[Dict], export_dir: Path, data_root: Path,
+    command: str = "python tools/benchmark.py --accuracy_export EXPORT --data_root DATA",
+) -> str:  # fmt: skip
+    deploy = load_deploy_config(export_dir)
+    ok = [r for r in rows if "miou" in r]
+    lines = [
+        ACC_BEGIN,
+        f"Exported model `{export_dir}`, val images of `{data_root}`, latency per image at "
+        f"{ok[0]['shape']}, {ok[0]['threads']} threads (alternating rounds); command: "
+        f"`{command}`. INT8 "
+        f"calibration: ONNX Runtime {deploy.get('int8_calibration')}, OpenVINO "
+        f"{deploy.get('openvino_int8_calibration')}.",
+        "",
+        "| backend | precision | mIoU | cost vs Paddle fp32 (mIoU points) | argmax agreement "
+        "with Paddle fp32 | median ms |",
+        "|---|---|---:|---:|---:|---:|",
     ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['backend']} | {r['precision']} | — | — | — | {r['error']} |")
+            continue
+        lines.append(
+            f"| {r['backend']} | {r['precision']} | {r['miou']:.4f} | {r['cost_points']:+.2f} "
+            f"| {r['agree'] * 100:.3f}% | {r['median_ms']:.1f} |"
+        )
     lines.append(ACC_END)
     return "\n".join(lines)
+
+
+def targets(rows: List[Dict]) -> List[str]:
+    """Issue 20's latency targets per model, from ratios measured in the same run."""
+    out = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        mine = {r["path"]: r for r in rows if r["model"] == name}
+        int8 = mine.get(VIDEO_PATH, {})
+        bf16 = mine.get("paddle_stdc: OpenVINO bf16", {})
+        parts = []
+        for label, row, key, limit, op in (
+            ("OpenVINO INT8", int8, "vs_ort", 0.35, "<="),
+            ("OpenVINO bf16", bf16, "vs_ort", 0.6, "<="),
+            ("video/network FPS", int8, "video_ratio", 0.9, ">="),
+        ):
+            if key in row:
+                met = row[key] <= limit if op == "<=" else row[key] >= limit
+                parts.append(f"{label} {row[key]:.2f} ({'met' if met else 'NOT met'}: {op} "
+                             f"{limit})")  # fmt: skip
+        if parts:
+            out.append(f"`{name}`: " + "; ".join(parts))
+    return out
 
 
 def main(argv=None) -> None:
@@ -265,28 +399,35 @@ def main(argv=None) -> None:
         "--accuracy_export",
         type=Path,
         default=None,
-        help="a trained export dir: measure fp32 vs bf16 mIoU instead of latency",
+        help="a trained export dir (with model.onnx): also measure mIoU for every CPU backend x "
+        "precision (quantizing it first when it has no INT8 models)",
     )
     p.add_argument("--data_root", type=Path, default=Path("data/synthetic_cityscapes"))
+    p.add_argument("--only", choices=["latency", "accuracy"], default=None,
+                   help="one of the two tables (default: latency, and accuracy with "
+                   "--accuracy_export)")  # fmt: skip
+    p.add_argument("--no_video", action="store_true", help="skip the video FPS check")
     args = p.parse_args(argv)
     paddle.set_device("cpu")
-    if args.accuracy_export:
-        table = render_precision(
-            precision_rows(args.accuracy_export, args.data_root, args.threads),
-            args.accuracy_export, args.data_root,
-        )  # fmt: skip
+    if args.only == "accuracy" and not args.accuracy_export:
+        p.error("--only accuracy needs --accuracy_export EXPORT")
+    doc = ROOT / "docs" / "deployment.md"
+    command = " ".join(["python tools/benchmark.py", *(sys.argv[1:] if argv is None else argv)])
+    if args.only != "accuracy":
+        rows = []
+        for name in args.models or paddle_stdc.list_models():
+            rows += bench_model(name, args.shape, args.threads, args.warmup, args.repeats,
+                                video=not args.no_video)  # fmt: skip
+        table = render(rows, args.shape, args.threads, targets(rows), command)
         print(table)
         if not args.no_readme:
-            write_block(ROOT / "docs" / "deployment.md", ACC_BEGIN, ACC_END, table)
-        return
-    rows = []
-    for name in args.models or paddle_stdc.list_models():
-        rows += bench_model(name, args.shape, args.threads, args.warmup, args.repeats)
-        print(json.dumps(rows[-1]), flush=True)
-    table = render(rows, args.shape, args.threads)
-    print(table)
-    if not args.no_readme:
-        write_block(ROOT / "docs" / "deployment.md", MARK_BEGIN, MARK_END, table)
+            write_block(doc, MARK_BEGIN, MARK_END, table)
+    if args.accuracy_export and args.only != "latency":
+        rows = precision_rows(args.accuracy_export, args.data_root, args.threads)
+        table = render_precision(rows, args.accuracy_export, args.data_root, command)
+        print(table)
+        if not args.no_readme:
+            write_block(doc, ACC_BEGIN, ACC_END, table)
 
 
 if __name__ == "__main__":

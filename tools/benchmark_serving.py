@@ -182,10 +182,11 @@ def render_table(report: Dict[str, Any]) -> str:
 
 def make_predictors(export_dir: str, server_args: Sequence[str]):
     """({variant: predictor}, backend, threads): the predictor as the server builds it from
-    the same flags (``deploy/serving/app.py``: backend ``auto`` = ONNX Runtime when the export
-    has ``model.onnx``, ``--cpu_threads`` threads) and, for ONNX Runtime, also with its
-    default busy-waiting threads as ``infer.py`` runs it (the server turns that off, since it
-    shares its cores with the HTTP side). Each raw timing takes the faster of the two."""
+    the same flags (``deploy/serving/app.py`` through the backend table: ``auto`` = the
+    fastest fp32 backend, measured once and cached; ``--cpu_threads`` threads) and, for ONNX
+    Runtime, also with its default busy-waiting threads as ``infer.py`` runs it (the server
+    turns that off, since it shares its cores with the HTTP side). Each raw timing takes the
+    faster of the two."""
     import dataclasses
 
     from deploy.python.predictor import load_deploy_config

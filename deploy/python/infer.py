@@ -10,14 +10,18 @@ PaddleSeg 2.8's command line works as its docs spell it, and so do this project'
     python deploy/python/infer.py --export_dir output/export --benchmark --shape 1 3 512 1024
     python deploy/python/infer.py --export_dir output/export --backend onnxruntime \
         --precision int8 --image_path images/     # after deploy/python/quantize.py
+    python deploy/python/infer.py --export_dir output/export --backend openvino \
+        --precision bf16|int8 --video_path clip.mp4   # int8: quantize.py --backend openvino
+    python deploy/python/infer.py --export_dir output/export --backend auto --image_path x.png
 
 Boolean flags take True/False (PaddleSeg's style) or stand alone (= True). ``--image_path`` is
 an image, a folder or a list file; outputs keep the input's relative names and subfolders:
 ``<name>.png`` (palette PNG of class ids) and ``<name>_overlay.jpg``; ``--legend`` adds a panel
 naming the classes in the image (deploy.yaml's ``class_names``, else ``class <id>``) to the
-overlay.
-Also runs as ``python -m deploy.python.infer``. Needs only the export folder, paddle(-gpu),
-NumPy, OpenCV and PyYAML.
+overlay. Also runs as ``python -m deploy.python.infer``. Needs only the export folder, the
+backend's runtime (paddle(-gpu), onnxruntime or openvino), NumPy, OpenCV and PyYAML. Which
+runtime runs which precision is :mod:`deploy.python.backends`' table; ``--backend auto`` takes
+the fastest one for the precision asked (fp32 by default), measured once and cached.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ import numpy as np
 
 try:
     from deploy.images import list_images, output_names
-    from deploy.python.predictor import OnnxPredictor, Predictor, RuntimeOptions, benchmark
+    from deploy.python import backends
+    from deploy.python.predictor import RuntimeOptions, benchmark
     from deploy.python.video import (
         VideoError,
         check_source,
@@ -104,11 +109,14 @@ def _add_io(p: argparse.ArgumentParser) -> None:
 def _add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"],
                    help="gpu needs a CUDA build of Paddle; exit code 2 otherwise")  # fmt: skip
-    p.add_argument("--backend", default="paddle", choices=["paddle", "onnxruntime"],
-                   help="onnxruntime runs model.onnx, or with --precision int8 the model "
-                   "written by deploy/python/quantize.py (CPU)")  # fmt: skip
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "bf16"],
-                   help="TensorRT precision on GPU; bf16 = oneDNN bfloat16 on CPU")  # fmt: skip
+    p.add_argument("--backend", default="paddle", choices=backends.CHOICES,
+                   help="paddle: Paddle Inference (PaddleSeg's); onnxruntime / openvino run "
+                   "model.onnx (CPU), with --precision int8 the model deploy/python/quantize.py "
+                   "wrote; auto: the fastest installed backend for --precision, measured once "
+                   "(default paddle)")  # fmt: skip
+    p.add_argument("--precision", default="fp32", choices=list(backends.PRECISIONS),
+                   help="paddle: fp16/int8 = TensorRT (GPU), bf16 = oneDNN (CPU); "
+                   "onnxruntime: fp32 int8; openvino: fp32 bf16 int8")  # fmt: skip
     p.add_argument("--cpu_threads", type=int, default=2)
     _flag(p, "--enable_mkldnn", True, "oneDNN on CPU")
     p.add_argument("--disable_mkldnn", dest="enable_mkldnn", action="store_false",
@@ -176,37 +184,22 @@ def export_dir_of(args: argparse.Namespace) -> Path:
     return config.parent
 
 
-def _check_device(args: argparse.Namespace) -> None:
-    if args.device != "gpu":
-        return
-    if args.backend == "onnxruntime":
-        warn("--backend onnxruntime runs on CPU here (CPUExecutionProvider); --device ignored")
-        return
-    import paddle
-
-    if not paddle.is_compiled_with_cuda():
-        raise UsageError(
-            "--device gpu: this Paddle build has no CUDA (paddle.is_compiled_with_cuda() is "
-            "False); use --device cpu or install paddlepaddle-gpu"
-        )
-
-
 def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
-    """RuntimeOptions for the flags; GPU-only settings on CPU are warned about and dropped."""
-    _check_device(args)
+    """RuntimeOptions for the flags; GPU-only settings on CPU are warned about and dropped
+    (PaddleSeg's TensorRT precisions run Paddle Inference at fp32 on CPU: the table's
+    ``fallback``); a combination the table does not run is a BackendError."""
     use_trt, precision = args.use_trt, args.precision
-    on_cpu = args.device == "cpu" or args.backend == "onnxruntime"
+    on_cpu = args.device == "cpu"
     if on_cpu and use_trt:
         warn("--use_trt True needs --device gpu; running on CPU without TensorRT")
         use_trt = False
-    if args.backend == "paddle" and on_cpu and precision in ("fp16", "int8"):
-        warn(f"--precision {precision} is a TensorRT (GPU) precision; running fp32 on CPU")
-        precision = "fp32"
-    if args.backend == "paddle" and not on_cpu and precision == "bf16":
-        warn("--precision bf16 is oneDNN's (CPU); running fp32 on GPU")
-        precision = "fp32"
+    precision, why = backends.fallback(args.backend, args.device, precision)
+    if why:
+        warn(why)
+    if args.backend != "auto":
+        backends.check(args.backend, precision, args.device)
     values = dict(
-        device="cpu" if on_cpu else "gpu", cpu_threads=args.cpu_threads,
+        device=args.device, cpu_threads=args.cpu_threads,
         enable_mkldnn=args.enable_mkldnn, use_trt=use_trt, precision=precision,
         min_shape=args.min_shape, opt_shape=args.opt_shape, max_shape=args.max_shape,
         shape_range_file=args.shape_range_file, profile=args.profile,
@@ -250,12 +243,32 @@ def auto_tune(
     return dataclasses.replace(options, shape_range_file=str(shape_file))
 
 
+def _info(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def _shape_hint(args: argparse.Namespace) -> List[int]:
+    """The input ``--backend auto`` measures on: the first image's or frame's size (the
+    export's own Resize/Padding still apply), else ``--shape``."""
+    frames = []
+    if args.image_path:
+        frames = [_read_image(list_images(args.image_path)[0])]
+    elif args.video_path and not str(args.video_path).isdigit():
+        cap = cv2.VideoCapture(str(args.video_path))
+        ok, frame = cap.read()
+        cap.release()
+        frames = [frame] if ok else []
+    if frames:
+        return [args.batch_size, 3, *frames[0].shape[:2]]
+    return list(args.shape)
+
+
 def make_predictor(args: argparse.Namespace, options: RuntimeOptions) -> Any:
-    """A Paddle Inference or ONNX Runtime predictor over the export."""
-    export_dir = export_dir_of(args)
-    if args.backend == "onnxruntime":
-        return OnnxPredictor(export_dir, args.precision, args.cpu_threads)
-    return Predictor(export_dir, options)
+    """The predictor :mod:`deploy.python.backends` names for ``--backend``/``--precision``."""
+    hint = _shape_hint(args) if args.backend == "auto" else None
+    return backends.create_predictor(
+        export_dir_of(args), args.backend, options, shape_hint=hint, log=_info
+    )
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -325,21 +338,19 @@ def _tuning_inputs(args: argparse.Namespace) -> List[np.ndarray]:
     return [np.zeros((args.shape[2], args.shape[3], 3), np.uint8)]
 
 
-def _detail(args: argparse.Namespace, options: RuntimeOptions, deploy: dict) -> None:
-    if args.backend == "onnxruntime":
-        what = f"backend=onnxruntime precision={args.precision} threads={args.cpu_threads}"
-    else:
-        what = (
-            f"backend=paddle device={options.device} threads={options.cpu_threads} "
-            f"onednn={options.enable_mkldnn} tensorrt={options.use_trt} "
-            f"precision={options.precision} shape_range_file={options.shape_range_file}"
-        )
-    argmax = "in the model" if deploy.get("output_op") == "argmax" else "after the model"
+def _detail(predictor: Any, options: RuntimeOptions) -> None:
+    what = (f"backend={predictor.backend} device={options.device} "
+            f"threads={options.cpu_threads} precision={predictor.precision}")  # fmt: skip
+    if predictor.backend == "paddle":  # Paddle Inference's own switches
+        what += (f" onednn={options.enable_mkldnn} tensorrt={options.use_trt} "
+                 f"shape_range_file={options.shape_range_file}")  # fmt: skip
+    argmax = "in the model" if predictor.deploy.get("output_op") == "argmax" else "after the model"
     print(f"{PROG}: {what} argmax={argmax}", file=sys.stderr, flush=True)
 
 
 def _benchmark(args: argparse.Namespace, predictor: Any) -> dict:
     result = benchmark(predictor, args.shape, args.warmup, args.repeats)
+    result.update(backend=predictor.backend, precision=predictor.precision)
     if args.model_name:
         result["model_name"] = args.model_name
     return result
@@ -356,6 +367,7 @@ def _run_images(args: argparse.Namespace, predictor: Any) -> None:
         report = {"images": len(paths), "batch_size": args.batch_size,
                   "latency_ms_median": round(float(np.median(times)) * 1000, 2),
                   "fps": round(len(paths) / sum(times), 2)}  # fmt: skip
+        report.update(backend=predictor.backend, precision=predictor.precision)
         if args.model_name:
             report["model_name"] = args.model_name
         print(json.dumps(report))
@@ -391,7 +403,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         predictor = make_predictor(args, options)
         if args.print_detail:
-            _detail(args, options, predictor.deploy)
+            _detail(predictor, options)
         if args.image_path:
             _run_images(args, predictor)
         elif args.video_path:

@@ -1,10 +1,11 @@
-"""Predictors over an export directory (``tools/export.py`` output): Paddle Inference and
-ONNX Runtime.
+"""Predictors over an export directory (``tools/export.py`` output): Paddle Inference, ONNX
+Runtime and OpenVINO, all with the same pre/post-processing (``_MaskPredictor``).
 
-Depends only on the exported artefacts (``deploy.yaml``, ``model.json``, ``model.pdiparams``),
-``paddle.inference`` (or ``onnxruntime``), NumPy, OpenCV and PyYAML -- never on the training
-code -- so a production image needs neither ``paddle_stdc`` nor PaddleSeg. deploy.yaml is read
-and checked by :mod:`deploy.schema`.
+Depends only on the exported artefacts (``deploy.yaml``, ``model.json``, ``model.pdiparams``,
+``model.onnx``), the runtime (``paddle.inference``, ``onnxruntime`` or ``openvino``, imported
+lazily), NumPy, OpenCV and PyYAML -- never on the training code -- so a production image needs
+neither ``paddle_stdc`` nor PaddleSeg. deploy.yaml is read and checked by :mod:`deploy.schema`.
+Which class runs a (backend, precision, device) is decided in :mod:`deploy.python.backends`.
 
 ``predict`` returns what evaluation (``tools/val.py``) predicts: preprocessing follows the
 val datasets (uint8 resize/padding, then ``Normalize``), ``eval_scale`` is inside the graph,
@@ -16,6 +17,7 @@ returns the graph's raw output (``Deploy.output_op``: argmax (N, H, W) int32, so
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,7 @@ from deploy.schema import REQUIRED_KEYS, DeployConfigError, read_deploy
 __all__ = [
     "REQUIRED_KEYS", "DeployConfigError", "InputShapeError", "load_deploy_config", "Prepared",
     "preprocess", "postprocess", "postprocess_scores", "RuntimeOptions", "paddle_config",
-    "Predictor", "OnnxPredictor", "benchmark",
+    "Predictor", "OnnxPredictor", "OpenVinoPredictor", "benchmark",
 ]  # fmt: skip
 
 _INTERP = {"NEAREST": cv2.INTER_NEAREST, "LINEAR": cv2.INTER_LINEAR, "CUBIC": cv2.INTER_CUBIC,
@@ -174,6 +176,9 @@ class RuntimeOptions:
     cpu_pass_fixes: bool = True
     #: Paddle's per-operator timing report, printed when the predictor is released.
     profile: bool = False
+    #: ONNX Runtime: worker threads busy-wait between parallel sections (its default); serving
+    #: turns it off, its replicas share their cores with the HTTP stack.
+    ort_spinning: bool = True
 
 
 def paddle_config(export_dir: Path, deploy: Dict[str, Any], opts: RuntimeOptions):
@@ -226,10 +231,15 @@ def _enable_trt(cfg, pi, opts: RuntimeOptions) -> None:
 
 
 class _MaskPredictor:
-    """Shared pre/post-processing: subclasses implement ``_forward`` on a float32 batch."""
+    """Shared pre/post-processing: subclasses implement ``_forward`` on a float32 batch.
+
+    ``backend`` and ``precision`` name what runs the graph (set by the subclass).
+    """
 
     export_dir: Path
     deploy: Dict[str, Any]
+    backend: str = ""
+    precision: str = "fp32"
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -250,9 +260,19 @@ class _MaskPredictor:
             return [postprocess(m.astype(np.int32), u) for m, u in zip(out, undos)]
         return [postprocess_scores(s, u) for s, u in zip(out, undos)]
 
+    def prepare(self, images: Sequence[np.ndarray]) -> List[Prepared]:
+        """The export's preprocessing of BGR images (another thread may run it, e.g. video's
+        reader, while the network runs)."""
+        return [preprocess(img, self.deploy["transforms"]) for img in images]
+
     def predict(self, images: Sequence[np.ndarray], batch_size: int = 1) -> List[np.ndarray]:
         """Class-id masks (H, W) uint8 for BGR images; same-size images are batched."""
-        prepared = [preprocess(img, self.deploy["transforms"]) for img in images]
+        return self.predict_prepared(self.prepare(images), batch_size)
+
+    def predict_prepared(
+        self, prepared: Sequence[Prepared], batch_size: int = 1
+    ) -> List[np.ndarray]:
+        """:meth:`predict` after :meth:`prepare`: run the network, undo the preprocessing."""
         masks: List[Optional[np.ndarray]] = [None] * len(prepared)
         order = sorted(range(len(prepared)), key=lambda i: prepared[i].tensor.shape)
         start = 0
@@ -272,12 +292,15 @@ class _MaskPredictor:
 class Predictor(_MaskPredictor):
     """Runs an exported model with Paddle Inference; returns class-id masks at image size."""
 
+    backend = "paddle"
+
     def __init__(self, export_dir: str | Path, options: Optional[RuntimeOptions] = None) -> None:
         import paddle.inference as pi
 
         self.export_dir = Path(export_dir)
         self.deploy = load_deploy_config(self.export_dir)
         self.options = options or RuntimeOptions()
+        self.precision = self.options.precision
         self._predictor = pi.create_predictor(
             paddle_config(self.export_dir, self.deploy, self.options)
         )
@@ -300,6 +323,9 @@ class OnnxPredictor(_MaskPredictor):
     work, such as a serving replica next to its HTTP stack.
     """
 
+    backend = "onnxruntime"
+    FILES = {"fp32": "onnx", "int8": "onnx_int8"}
+
     def __init__(
         self, export_dir: str | Path, precision: str = "fp32", threads: int = 2, spin: bool = True
     ) -> None:
@@ -307,13 +333,8 @@ class OnnxPredictor(_MaskPredictor):
 
         self.export_dir = Path(export_dir)
         self.deploy = load_deploy_config(self.export_dir)
-        key = {"fp32": "onnx", "int8": "onnx_int8"}.get(precision)
-        if key is None:
-            raise ValueError(f"ONNX Runtime precision {precision!r}: use fp32 or int8")
-        if not self.deploy.get(key):
-            hint = ("export with --format onnx" if key == "onnx"
-                    else "run deploy/python/quantize.py on this export first")  # fmt: skip
-            raise DeployConfigError(f"{self.export_dir / 'deploy.yaml'}: no Deploy.{key}; {hint}")
+        self.precision = precision
+        key = _model_key(self.export_dir, self.deploy, self.FILES, "ONNX Runtime", precision)
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         if not spin:
@@ -328,8 +349,66 @@ class OnnxPredictor(_MaskPredictor):
         return self._session.run(None, feed)[0]
 
 
+class OpenVinoPredictor(_MaskPredictor):
+    """The same export run by OpenVINO on CPU: ``model.onnx`` (fp32, or bf16 by OpenVINO's
+    ``INFERENCE_PRECISION_HINT``) or the NNCF INT8 IR ``Deploy.openvino_int8``.
+
+    OpenVINO reads ONNX, not Paddle's PIR ``model.json``. ``threads`` becomes
+    ``INFERENCE_NUM_THREADS``; the LATENCY hint suits batch-1 requests. fp32 sets
+    ``INFERENCE_PRECISION_HINT: f32`` explicitly: OpenVINO's own default is bf16 on CPUs with
+    native bf16 (AVX512_BF16/AMX; this Zen 4 included). INT8 keeps that default for the layers
+    it leaves in float (bf16 where native, else f32), as NNCF's measurements assume.
+    """
+
+    backend = "openvino"
+    FILES = {"fp32": "onnx", "bf16": "onnx", "int8": "openvino_int8"}
+
+    def __init__(self, export_dir: str | Path, precision: str = "fp32", threads: int = 2) -> None:
+        import openvino as ov
+
+        self.export_dir = Path(export_dir)
+        self.deploy = load_deploy_config(self.export_dir)
+        self.precision = precision
+        key = _model_key(self.export_dir, self.deploy, self.FILES, "OpenVINO", precision)
+        core = ov.Core()
+        path = self.export_dir / self.deploy[key]
+        # ONNX through convert_model (BatchNorms folded, as quantize.py's INT8 model was made)
+        model = ov.convert_model(str(path)) if path.suffix == ".onnx" else core.read_model(path)
+        config: Dict[str, Any] = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": int(threads),
+        }
+        if precision != "int8":
+            config["INFERENCE_PRECISION_HINT"] = "bf16" if precision == "bf16" else "f32"
+        self._compiled = core.compile_model(model, "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        self._lock = threading.Lock()  # one infer request: one call at a time
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        with self._lock:
+            out = self._request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+            return np.array(out[0])  # a copy: the request reuses its output buffer
+
+
+def _model_key(
+    export_dir: Path, deploy: Dict[str, Any], files: Dict[str, str], runtime: str, precision: str
+) -> str:
+    """The deploy.yaml key of the model file ``runtime`` reads for ``precision``; a missing one
+    is a DeployConfigError saying how to make it."""
+    key = files.get(precision)
+    if key is None:
+        raise ValueError(f"{runtime} precision {precision!r}: use {' or '.join(files)}")
+    if not deploy.get(key):
+        hints = {"onnx": "export with --format onnx",
+                 "onnx_int8": "run deploy/python/quantize.py on this export first",
+                 "openvino_int8": "run deploy/python/quantize.py --backend openvino on this "
+                                  "export first"}  # fmt: skip
+        raise DeployConfigError(f"{export_dir / 'deploy.yaml'}: no Deploy.{key}; {hints[key]}")
+    return key
+
+
 def benchmark(
-    predictor: Predictor, shape: Sequence[int], warmup: int = 3, repeats: int = 10
+    predictor: _MaskPredictor, shape: Sequence[int], warmup: int = 3, repeats: int = 10
 ) -> Dict:
     """Latency of ``predictor.run`` on a fixed random input: median, p90 (ms) and FPS."""
     x = np.random.RandomState(0).uniform(-1, 1, list(shape)).astype(np.float32)

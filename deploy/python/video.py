@@ -1,11 +1,14 @@
 """Segment a video file or a camera into an overlay video, decoding and encoding in threads.
 
-Three stages joined by bounded queues: a reader thread decodes frames, the calling thread runs
-``predictor.predict(frames, batch_size)`` (any object with that method: Paddle Inference, ONNX
-Runtime or a fake in tests) and blends the masks, a writer thread encodes the overlays. OpenCV
-releases the GIL while decoding and encoding, so both overlap inference. An error in any stage
-or Ctrl-C stops all three: the threads are joined and the output file is closed, never left
-hanging. The output has the input's frame size and frame rate (``mp4v`` in ``.mp4``).
+Three stages joined by bounded queues: a reader thread decodes frames (and preprocesses them
+when the predictor has ``prepare``, as the backend table's predictors do), the calling thread
+runs the network (``predictor.predict_prepared``, or ``predictor.predict(frames, batch_size)``
+for any object with only that method, e.g. a fake in tests), a writer thread blends the masks
+into overlays and encodes them. OpenCV releases the GIL while decoding, resizing, blending and
+encoding, so all of it overlaps inference: the calling thread does little but run the model.
+An error in any stage or Ctrl-C stops all three: the threads are joined and the output file is
+closed, never left hanging. The output has the input's frame size and frame rate (``mp4v`` in
+``.mp4``).
 """
 
 from __future__ import annotations
@@ -140,10 +143,18 @@ class _Stage(threading.Thread):
             self._stop_event.set()
 
 
-def _reader(cap, first: np.ndarray, frames: queue.Queue, stop: threading.Event) -> Callable:
+def _reader(
+    cap, first: np.ndarray, frames: queue.Queue, stop: threading.Event,
+    prepare: Optional[Callable[[List[np.ndarray]], List[Any]]] = None,
+) -> Callable:  # fmt: skip
+    """Decode frames; queue (frame, its preprocessed tensor or None)."""
+
     def work() -> None:
         frame: Optional[np.ndarray] = first
-        while frame is not None and _put(frames, frame, stop):
+        while frame is not None:
+            item = (frame, prepare([frame])[0] if prepare is not None else None)
+            if not _put(frames, item, stop):
+                break
             ok, frame = cap.read()
             frame = frame if ok else None
         _put(frames, _END, stop)
@@ -151,13 +162,16 @@ def _reader(cap, first: np.ndarray, frames: queue.Queue, stop: threading.Event) 
     return work
 
 
-def _writer(writer, out: queue.Queue, stop: threading.Event) -> Callable:
+def _writer(writer, out: queue.Queue, stop: threading.Event, palette: np.ndarray) -> Callable:
+    """Blend each (frame, mask) into an overlay and encode it."""
+
     def work() -> None:
         while True:
             item = _get(out, stop)
             if item is _END:
                 return
-            writer.write(item)
+            frame, mask = item
+            writer.write(overlay(frame, mask, palette))
 
     return work
 
@@ -215,14 +229,17 @@ def segment_video(
     stop = threading.Event()
     frames: queue.Queue = queue.Queue(maxsize=queue_size)
     out: queue.Queue = queue.Queue(maxsize=queue_size)
-    stages = [_Stage("video-reader", _reader(cap, first, frames, stop), stop),
-              _Stage("video-writer", _writer(writer, out, stop), stop)]  # fmt: skip
+    prepare = getattr(predictor, "prepare", None)
+    if not hasattr(predictor, "predict_prepared"):
+        prepare = None
+    stages = [_Stage("video-reader", _reader(cap, first, frames, stop, prepare), stop),
+              _Stage("video-writer", _writer(writer, out, stop, palette), stop)]  # fmt: skip
     start = time.perf_counter()
     for stage in stages:
         stage.start()
     try:
         try:
-            _infer_loop(predictor, frames, out, stop, palette, max(1, batch_size), stats, log)
+            _infer_loop(predictor, frames, out, stop, max(1, batch_size), stats, log)
         except KeyboardInterrupt:
             stats.interrupted = True
         _put(out, _END, stop)
@@ -240,16 +257,20 @@ def segment_video(
     return stats
 
 
-def _infer_loop(predictor, frames, out, stop, palette, batch_size, stats, log) -> None:
+def _infer_loop(predictor, frames, out, stop, batch_size, stats, log) -> None:
     while not stop.is_set():
         batch = _next_batch(frames, batch_size, stop)
         if not batch:
             return
+        images = [frame for frame, _ in batch]
         tic = time.perf_counter()
-        masks = predictor.predict(batch, batch_size)
+        if batch[0][1] is not None:  # preprocessed by the reader
+            masks = predictor.predict_prepared([p for _, p in batch], batch_size)
+        else:
+            masks = predictor.predict(images, batch_size)
         per_frame = (time.perf_counter() - tic) * 1000 / len(batch)
-        for frame, mask in zip(batch, masks):
-            if not _put(out, overlay(frame, mask, palette), stop):
+        for frame, mask in zip(images, masks):
+            if not _put(out, (frame, mask), stop):
                 return
             stats.frames += 1
             stats.latencies_ms.append(per_frame)

@@ -33,7 +33,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from ray import serve
 from starlette.staticfiles import StaticFiles
 
-from deploy.python.predictor import load_deploy_config
+from deploy.python import backends
+from deploy.python.predictor import RuntimeOptions, load_deploy_config
 from deploy.schema import class_names_of
 from deploy.serving import codec, metrics
 from deploy.serving.batching import Batcher
@@ -41,7 +42,7 @@ from deploy.serving.codec import RequestError
 from deploy.visual import palette_png
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-BACKENDS = ("auto", "paddle", "onnxruntime")
+BACKENDS = backends.CHOICES
 RETRY_AFTER_S = 1
 #: requests a replica takes beyond its model's capacity: the API's own (health, metrics,
 #: bodies being read or answers being encoded) and the ones it answers 503
@@ -90,46 +91,44 @@ class ServeSettings:
         return cls(**args)
 
 
+def runtime_options(settings: ServeSettings) -> RuntimeOptions:
+    """The predictor's options for the settings (threads, device, precision, TensorRT)."""
+    return RuntimeOptions(
+        device=settings.device, use_trt=settings.use_trt, precision=settings.precision,
+        cpu_threads=settings.cpu_threads, ort_spinning=settings.ort_spinning,
+    )  # fmt: skip
+
+
 def choose_backend(settings: ServeSettings, deploy: Dict[str, Any]) -> str:
-    """``auto``: ONNX Runtime fp32 on CPU when the export has model.onnx, else Paddle Inference.
+    """The backend the settings name, checked against the table (:mod:`deploy.python.backends`)
+    without building anything: a combination that cannot run is a one-line BackendError.
 
-    README's CPU benchmark: ONNX Runtime is the fastest exact runtime (STDC1-Seg 512x1024:
-    133 ms vs 188 ms); INT8 and bf16 change labels, so they are never chosen by default.
+    ``auto`` stays ``auto`` here: the replica measures the candidates (fp32 unless another
+    precision is asked: INT8 and bf16 change labels, so they are never chosen by default).
     """
-    if settings.backend not in BACKENDS:
-        raise ValueError(f"--backend {settings.backend!r}: choose from {BACKENDS}")
-    if settings.backend == "onnxruntime" and settings.device != "cpu":
-        raise ValueError("--backend onnxruntime runs on CPU only; use --backend paddle on GPU")
-    if settings.backend != "auto":
-        return settings.backend
-    exact = settings.precision == "fp32"
-    if settings.device == "cpu" and exact and deploy.get("onnx") and _has_onnxruntime():
-        return "onnxruntime"
-    return "paddle"
-
-
-def _has_onnxruntime() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    options = runtime_options(settings)
+    if settings.backend == "auto":
+        if not backends.candidates(deploy, options.device, options.precision):
+            raise backends.BackendError(
+                f"--backend auto: nothing here runs --precision {options.precision} on "
+                f"{options.device} for {settings.export_dir} (this export runs: "
+                f"{', '.join(backends.runnable_here(deploy, options.device)) or '-'})"
+            )
+        return "auto"
+    backends.check(settings.backend, options.precision, options.device, deploy,
+                   Path(settings.export_dir))  # fmt: skip
+    return settings.backend
 
 
 def make_predictor(settings: ServeSettings, deploy: Dict[str, Any]):
-    """(predictor, backend name) for the settings."""
-    from deploy.python.predictor import OnnxPredictor, Predictor, RuntimeOptions
-
-    backend = choose_backend(settings, deploy)
-    if backend == "onnxruntime":
-        precision = "int8" if settings.precision == "int8" else "fp32"
-        threads, spin = settings.cpu_threads, settings.ort_spinning
-        return OnnxPredictor(settings.export_dir, precision, threads, spin), backend
-    options = RuntimeOptions(
-        device=settings.device, use_trt=settings.use_trt, precision=settings.precision,
-        cpu_threads=settings.cpu_threads,
+    """(predictor, backend name) for the settings, built by the backend table (``auto``
+    measures once per export and machine, see ``backends.choose_auto``, and logs its choice)."""
+    choose_backend(settings, deploy)
+    predictor = backends.create_predictor(
+        settings.export_dir, settings.backend, runtime_options(settings),
+        log=lambda message: print(f"Segmenter: {message}", flush=True),
     )  # fmt: skip
-    return Predictor(settings.export_dir, options), backend
+    return predictor, predictor.backend
 
 
 # ------------------------------------------------------------------------------- the API

@@ -1,7 +1,8 @@
 """Serve an export over HTTP with Ray Serve (FastAPI ingress, dynamic batching, hard limits).
 
     python deploy/serving/server.py --export_dir output/inference_model \
-        [--backend auto|paddle|onnxruntime] [--device gpu --use_trt --precision fp16] \
+        [--backend auto|paddle|onnxruntime|openvino] [--precision fp32|bf16|int8|fp16] \
+        [--device gpu --use_trt --precision fp16] \
         [--replicas N | --min_replicas 1 --max_replicas 4] [--max_batch_size 8 --batch_wait_ms 0] \
         [--address auto] [--host 127.0.0.1 --port 8000]
 
@@ -22,11 +23,15 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import List, Optional
 
 try:
-    from deploy.python.predictor import Predictor  # noqa: F401  the one packaged predictor
-    from deploy.serving.app import BACKENDS, ServeSettings
+    from deploy.python.predictor import (
+        Predictor,  # noqa: F401  the one packaged predictor
+        load_deploy_config,
+    )
+    from deploy.serving.app import BACKENDS, ServeSettings, choose_backend
     from deploy.serving.codec import read_class_names
 except ModuleNotFoundError as _err:  # run as a file without `pip install -e ".[serve]"`
     raise SystemExit(f'server.py: error: {_err}; run `pip install -e ".[serve]"`') from None
@@ -41,7 +46,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "--backend",
         default="auto",
         choices=BACKENDS,
-        help="auto: ONNX Runtime fp32 on CPU if the export has model.onnx, else Paddle",
+        help="auto: the fastest installed backend for --precision (fp32 unless asked), "
+        "measured once per export and machine; openvino/onnxruntime run model.onnx on CPU "
+        "(int8: the model deploy/python/quantize.py wrote)",
     )
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--use_trt", action="store_true", help="TensorRT (GPU, Paddle backend)")
@@ -109,6 +116,8 @@ def start(args: argparse.Namespace) -> None:
     from deploy.serving.app import build_app
 
     settings = settings_from_args(args)
+    # A backend/precision/device the table cannot run fails here, in one line, before Ray.
+    choose_backend(settings, load_deploy_config(Path(settings.export_dir)))
     if args.address:
         ray.init(address=args.address, logging_level="WARNING")
     else:  # never attach to some other cluster on this machine by accident
