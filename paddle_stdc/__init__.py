@@ -5,7 +5,9 @@ component managers (replacing PaddleSeg's entries of the same name), so PaddleSe
 YAML configs build this project's Paddle-3-correct classes and its fast uint8 transforms.
 """
 
-from paddle_stdc import losses, models  # noqa: F401  (registration side effects)
+# _startup first (names are imported left to right): it records the environment before
+# anything imports Paddle.
+from paddle_stdc import _startup, losses, models  # noqa: F401  (registration side effects)
 from paddle_stdc.data import datasets  # noqa: F401
 from paddle_stdc.data import transforms as _transforms  # noqa: F401  (registers transforms)
 from paddle_stdc.factory import create_model

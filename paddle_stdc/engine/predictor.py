@@ -24,6 +24,7 @@ from PIL import Image
 
 from deploy.images import list_images, output_names  # noqa: F401  (list_images: re-export)
 from paddle_stdc.engine.inference import EvalProtocol, infer_logits
+from paddle_stdc.engine.runtime import configure_cpu_threads
 from paddle_stdc.utils.visualize import colorize, overlay
 
 logger = logging.getLogger("paddle_stdc")
@@ -65,11 +66,14 @@ def predict(
     save_dir: str | Path,
     palette: np.ndarray,
     protocol: Optional[EvalProtocol] = None,
+    cpu_threads: Optional[int] = None,
 ) -> List[Path]:
     """Predict every image and write its masks under ``save_dir``; returns the PNG paths.
 
     Output names come from :func:`deploy.images.output_names` (subfolders kept, distinct).
+    On CPU it runs ``cpu_threads`` threads (default: the cores the process may use).
     """
+    configure_cpu_threads(cpu_threads)
     model.eval()
     compose = Compose(list(transforms))
     save_dir = Path(save_dir)
