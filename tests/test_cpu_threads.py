@@ -68,10 +68,12 @@ def test_plan_rejects_a_non_positive_flag():
          "OMP_NUM_THREADS unset; 0 loader workers)"),
         (plan_cpu_threads(8, 1.5, None, None, 1), "CPU: 1 thread (affinity 8, cgroup quota "
          "1.5 CPUs; OMP_NUM_THREADS unset; 1 loader workers)"),
-        (plan_cpu_threads(2, None, "1"), "CPU: 1 thread (OMP_NUM_THREADS=1; affinity 2, "
-         "cgroup quota none; OMP_NUM_THREADS =1; 0 loader workers)"),
-        (plan_cpu_threads(2, None, "1", 3), "CPU: 3 threads (--cpu_threads 3; affinity 2, "
-         "cgroup quota none; OMP_NUM_THREADS =1; 0 loader workers)"),
+        (plan_cpu_threads(2, None, "1"), "CPU: 1 thread (from OMP_NUM_THREADS; affinity 2, "
+         "cgroup quota none; OMP_NUM_THREADS=1; 0 loader workers)"),
+        (plan_cpu_threads(2, None, "1", 3), "CPU: 3 threads (from --cpu_threads; affinity 2, "
+         "cgroup quota none; OMP_NUM_THREADS=1; 0 loader workers)"),
+        (plan_cpu_threads(2, None, "x"), "CPU: 2 threads (affinity 2, cgroup quota none; "
+         "OMP_NUM_THREADS=x; 0 loader workers)"),
         (plan_cpu_threads(8, None, None, None, 0, 2), "CPU: 4 threads (affinity 8, cgroup "
          "quota none; OMP_NUM_THREADS unset; 0 loader workers, 2 processes)"),
     ],
@@ -192,7 +194,7 @@ def test_evaluate_says_its_threads(two_cores, caplog):
     caplog.set_level(logging.INFO, logger="paddle_stdc")
     model = paddle.nn.Conv2D(3, 2, 1)
     evaluate(_Wrap(model), _Tiny(), cpu_threads=1, print_detail=False)
-    assert "CPU: 1 thread (--cpu_threads 1; affinity 2" in caplog.text
+    assert "CPU: 1 thread (from --cpu_threads; affinity 2" in caplog.text
 
 
 class _Stop(Exception):

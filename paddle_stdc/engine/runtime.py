@@ -57,20 +57,20 @@ class CpuThreads:
         """One log line, e.g. ``CPU: 2 threads (affinity 2, cgroup quota none;
         OMP_NUM_THREADS unset; 0 loader workers)``."""
         quota = "none" if self.quota is None else f"{self.quota:g} CPUs"
-        env = "unset" if self.env is None else f"={self.env}"
+        env = "OMP_NUM_THREADS unset" if self.env is None else f"OMP_NUM_THREADS={self.env}"
         if self.flag is not None:
-            why = f"--cpu_threads {self.flag}"
-        elif self.env is not None and _positive_int(self.env) is not None:
-            why = f"OMP_NUM_THREADS={self.env}"
+            why = "from --cpu_threads; "
+        elif _positive_int(self.env) is not None:
+            why = "from OMP_NUM_THREADS; "
         else:
-            why = None
+            why = ""
         procs = f", {self.processes} processes" if self.processes > 1 else ""
         facts = (
-            f"affinity {self.affinity}, cgroup quota {quota}; OMP_NUM_THREADS {env}; "
+            f"affinity {self.affinity}, cgroup quota {quota}; {env}; "
             f"{self.workers} loader workers{procs}"
         )
         plural = "thread" if self.threads == 1 else "threads"
-        return f"CPU: {self.threads} {plural} ({why + '; ' if why else ''}{facts})"
+        return f"CPU: {self.threads} {plural} ({why}{facts})"
 
 
 def _positive_int(text: Optional[str]) -> Optional[int]:
