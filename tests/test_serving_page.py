@@ -20,6 +20,10 @@ import pytest
 from . import test_serving
 from .conftest import ROOT
 
+# One worker runs every test of the session's server (this module and test_serving_page.py
+# share it) under pytest-xdist: one server, one local Ray, not one per worker.
+pytestmark = pytest.mark.xdist_group("serving")
+
 # The session's server (tests/test_serving.py: server.py on a local Ray, tiny 4-class export),
 # shared with the API tests rather than started a second time.
 serving_server = test_serving.serving_server
