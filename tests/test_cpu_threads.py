@@ -3,9 +3,11 @@ loader workers), the cgroup files, the log line, and that Paddle really runs tha
 
 from __future__ import annotations
 
-import glob
+import json
 import logging
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -24,6 +26,8 @@ from paddle_stdc.engine.runtime import (
     plan_cpu_threads,
     user_omp_num_threads,
 )
+
+from .conftest import ROOT
 
 # (affinity, quota, env, flag, workers, processes) -> threads
 PLANS = [
@@ -112,6 +116,11 @@ def test_cgroup_v2_quota_of_the_process_cgroup(tmp_path):
     assert cgroup_cpu_quota(str(tmp_path), "0::/elsewhere\n") is None
     _write(tmp_path / "cpu.max", "100000 100000\n")
     assert cgroup_cpu_quota(str(tmp_path), "0::/elsewhere\n") == 1.0
+    # A parent's quota limits its children: the tightest one on the way up wins.
+    assert cgroup_cpu_quota(str(tmp_path), "0::/app/job\n") == 1.0
+    _write(tmp_path / "cpu.max", "max 100000\n")
+    _write(tmp_path / "app" / "cpu.max", "250000 100000\n")
+    assert cgroup_cpu_quota(str(tmp_path), "0::/app/job\n") == 2.5
 
 
 def test_cgroup_v1_quota(tmp_path):
@@ -216,44 +225,63 @@ def test_train_configures_threads_before_building(tiny_config, monkeypatch):
     assert calls == [(3, 1, 1)]
 
 
-def _busy_threads(work) -> int:
-    """OS threads of this process that did >= 10% of the CPU time ``work()`` took."""
+SHARES_SCRIPT = """
+import glob, json, sys
+import paddle
+from paddle_stdc.engine.runtime import configure_cpu_threads
 
-    def ticks():
-        out = {}
-        for stat in glob.glob("/proc/self/task/*/stat"):
-            try:
-                fields = open(stat).read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            out[stat] = int(fields[11]) + int(fields[12])  # utime + stime
-        return out
+paddle.set_device("cpu")
 
+
+def ticks():
+    out = {}
+    for stat in glob.glob("/proc/self/task/*/stat"):
+        fields = open(stat).read().rsplit(")", 1)[1].split()
+        out[stat] = int(fields[11]) + int(fields[12])  # utime + stime
+    return out
+
+
+conv = paddle.nn.Conv2D(16, 32, 3, padding=1)
+x = paddle.randn([2, 16, 64, 64])
+
+
+def work():
+    for _ in range(6):
+        conv(x).mean().backward()
+
+
+work()  # the first operators run before any configuration
+result = {}
+for threads in map(int, sys.argv[1:]):
+    configure_cpu_threads(threads)
+    work()
     before = ticks()
     work()
     after = ticks()
     used = [after[k] - before.get(k, 0) for k in after]
-    return sum(1 for v in used if v >= 0.1 * max(1, sum(used)))
+    total = max(1, sum(used))
+    result[threads] = sorted((round(v / total, 2) for v in used if v > 0), reverse=True)
+print(json.dumps(result))
+"""
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
-def test_paddle_runs_the_configured_threads(two_cores):
-    """Measured, not assumed: set after the first operator, the count of busy threads of a
-    conv loop follows ``configure_cpu_threads`` up and down (no env needed before import)."""
-    conv = paddle.nn.Conv2D(16, 32, 3, padding=1)
-    x = paddle.randn([2, 16, 64, 64])
-
-    def work():
-        for _ in range(6):
-            conv(x).mean().backward()
-
-    configure_cpu_threads(1)
-    work()  # the first operators ran before the change
-    assert _busy_threads(work) == 1
-    configure_cpu_threads(2)
-    assert _busy_threads(work) == 2
-    configure_cpu_threads(1)
-    assert _busy_threads(work) == 1
+def test_paddle_runs_the_configured_threads():
+    """Measured, not assumed, in a fresh process: configured after the first operators,
+    ``configure_cpu_threads(1)`` keeps a conv loop on one OS thread and raising it to 2 puts a
+    second thread to work (share of the CPU time >= 5%; exactly one thread works otherwise).
+    Lowering the count again after multi-threaded kernels ran does not reliably take effect
+    (measured: the second thread keeps ~half the work), so the engine sets it once, first."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    proc = subprocess.run(
+        [sys.executable, "-c", SHARES_SCRIPT, "1", "2"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shares = json.loads(proc.stdout.strip().splitlines()[-1])
+    busy = {n: sum(1 for share in s if share >= 0.05) for n, s in shares.items()}
+    assert busy == {"1": 1, "2": 2}, shares
 
 
 class _WorkerThreads(paddle.io.Dataset):

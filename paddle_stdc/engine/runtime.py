@@ -36,9 +36,11 @@ def on_gpu() -> bool:
 # thread (:func:`paddle_stdc.data.loading.single_thread_worker`) and the compute threads are
 # the cores left, ``max(1, cores // processes - workers)``; so the process tree never runs
 # more busy threads than cores. ``paddle.base.core.set_num_threads`` takes effect when it
-# is called, also after the first operator and also to lower the count again (measured:
-# the count of busy OS threads of a conv loop follows it), so the environment need not be
-# set before ``import paddle``.
+# is called, also after the first operators, so the environment need not be set before
+# ``import paddle`` (measured: the busy OS threads of a conv loop go from 1 to 2; see
+# tests/test_cpu_threads.py). Lowering the count after multi-threaded kernels ran does not
+# reliably take effect (a second thread kept ~half of the work), so train(), evaluate() and
+# predict() set it first, and the evaluation inside training keeps the training's count.
 
 
 @dataclass(frozen=True)
@@ -135,14 +137,26 @@ def _read(path: Path) -> Optional[str]:
         return None
 
 
+def _ancestors(path: str) -> list:
+    """``a/b/c`` -> ``["a/b/c", "a/b", "a", ""]`` (a cgroup and the ones above it)."""
+    parts = [p for p in path.split("/") if p]
+    return ["/".join(parts[:i]) for i in range(len(parts), -1, -1)]
+
+
+def _min_quota(quotas: list) -> Optional[float]:
+    found = [q for q in quotas if q is not None]
+    return min(found) if found else None
+
+
 def cgroup_cpu_quota(
     root: str = "/sys/fs/cgroup", proc_cgroup: Optional[str] = None
 ) -> Optional[float]:
     """This process's cgroup CPU quota in CPUs (None: no quota, or no cgroup files).
 
     Reads cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us`` of the
-    process's cgroup (from ``/proc/self/cgroup``, or ``proc_cgroup`` text) under ``root``,
-    falling back to the mount's top (a container sees its own cgroup there).
+    process's cgroup (from ``/proc/self/cgroup``, or ``proc_cgroup`` text) and of every cgroup
+    above it under ``root`` (the tightest quota wins; a container sees its own cgroup at the
+    mount's top).
     """
     if proc_cgroup is None:
         proc_cgroup = _read(Path("/proc/self/cgroup")) or ""
@@ -156,15 +170,17 @@ def cgroup_cpu_quota(
         elif "cpu" in controllers.split(","):
             v1_path = path
     for mount in (base, base / "unified"):
-        for cg in dict.fromkeys((v2_path.lstrip("/"), "")):
-            text = _read(mount / cg / "cpu.max")
-            if text is not None:
-                return parse_cpu_quota(cpu_max=text)
+        texts = [_read(mount / cg / "cpu.max") for cg in _ancestors(v2_path)]
+        if any(t is not None for t in texts):
+            return _min_quota([parse_cpu_quota(cpu_max=t) for t in texts if t is not None])
     for mount in (base / "cpu", base / "cpu,cpuacct", base / "cpuacct,cpu"):
-        for cg in dict.fromkeys((v1_path.lstrip("/"), "")):
-            quota = _read(mount / cg / "cpu.cfs_quota_us")
-            if quota is not None:
-                return parse_cpu_quota(None, quota, _read(mount / cg / "cpu.cfs_period_us"))
+        quotas = [
+            parse_cpu_quota(None, quota, _read(mount / cg / "cpu.cfs_period_us"))
+            for cg in _ancestors(v1_path)
+            if (quota := _read(mount / cg / "cpu.cfs_quota_us")) is not None
+        ]
+        if quotas:
+            return _min_quota(quotas)
     return None
 
 
