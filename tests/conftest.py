@@ -20,6 +20,16 @@ os.environ.setdefault("FLAGS_call_stack_level", "2")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """Without pytest-xdist (``-p no:xdist``, or not installed) accept and ignore the
+    ``--numprocesses`` and ``--dist`` of pyproject's ``addopts`` (spelled long for this: pytest
+    reserves ``-n`` to plugins), so the suite still runs, in one process."""
+    if not pluginmanager.has_plugin("xdist"):
+        group = parser.getgroup("xdist-absent", "pytest-xdist is not active: ignored")
+        group.addoption("--numprocesses", dest="numprocesses", default=None)
+        group.addoption("--dist", dest="dist", default="no")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """With more than one xdist worker, one compute thread per worker. Set here in the
     controller, before the workers start, so it is in their starting environment: the thread
