@@ -5,6 +5,8 @@ component managers (replacing PaddleSeg's entries of the same name), so PaddleSe
 YAML configs build this project's Paddle-3-correct classes and its fast uint8 transforms.
 """
 
+# _startup first: it records the environment (OMP_NUM_THREADS) before anything imports Paddle.
+from paddle_stdc import _startup  # noqa: F401, I001
 from paddle_stdc.utils import quiet
 
 quiet.import_paddle()  # before anything else imports Paddle: its import-time notices held back

@@ -50,8 +50,11 @@ def run_quickstart(
     num_val: int = 8,
     opts: Optional[Sequence[str]] = None,
     seed: int = 0,
+    cpu_threads: Optional[int] = None,
 ) -> QuickstartResult:
-    """Generate the dataset, train, evaluate and predict; return the measured numbers."""
+    """Generate the dataset, train, evaluate and predict; return the measured numbers.
+
+    ``cpu_threads``: compute threads on CPU (default: every core the process may use)."""
     make_synthetic_cityscapes(data_root, num_train=num_train, num_val=num_val, seed=seed)
     overrides = [f"train_dataset.dataset_root={data_root}", f"val_dataset.dataset_root={data_root}"]
     cfg = load_config(config, opts=overrides + list(opts or []), pretrained=False)
@@ -64,9 +67,10 @@ def run_quickstart(
         do_eval=False,
         use_vdl=True,
         seed=seed,
+        cpu_threads=cpu_threads,
     )
     train(builder, options)
-    result = evaluate(builder.model, builder.val_dataset, num_vis=0)
+    result = evaluate(builder.model, builder.val_dataset, num_vis=0, cpu_threads=cpu_threads)
     chance = majority_class_miou(result.confusion)
     logger.info("Per-class IoU:\n%s", result.metrics.format_table(config_class_names(cfg.dic)))
     images = list_images(Path(data_root) / "leftImg8bit" / "val")
@@ -76,5 +80,6 @@ def run_quickstart(
         images,
         Path(save_dir) / "predict",
         palette_for(19, "Cityscapes"),
+        cpu_threads=cpu_threads,
     )
     return QuickstartResult(result, chance, predictions)

@@ -1,4 +1,11 @@
-"""Shared fixtures: generated Cityscapes-layout data and quiet, deterministic Paddle."""
+"""Shared fixtures: generated Cityscapes-layout data and quiet, deterministic Paddle.
+
+The suite runs on every core with pytest-xdist (``-n auto --dist loadgroup`` in
+pyproject's ``addopts``; ``-n 0`` or ``-p no:xdist`` runs it in one process). Each worker
+gets one compute thread (OMP_NUM_THREADS=1, which ``paddle_stdc.engine.runtime``'s thread
+rule honours, in this process and in the tools the tests start), so N workers never run
+more than N busy threads. Tests sharing one server are grouped: ``xdist_group("serving")``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,27 @@ import pytest
 os.environ.setdefault("FLAGS_call_stack_level", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """Without pytest-xdist (``-p no:xdist``, or not installed) accept and ignore the
+    ``--numprocesses`` and ``--dist`` of pyproject's ``addopts`` (spelled long for this: pytest
+    reserves ``-n`` to plugins), so the suite still runs, in one process."""
+    if not pluginmanager.has_plugin("xdist"):
+        group = parser.getgroup("xdist-absent", "pytest-xdist is not active: ignored")
+        group.addoption("--numprocesses", dest="numprocesses", default=None)
+        group.addoption("--dist", dest="dist", default="no")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With more than one xdist worker, one compute thread per worker. Set here in the
+    controller, before the workers start, so it is in their starting environment: the thread
+    rule then sees it whichever of Paddle and paddle_stdc a test module imports first."""
+    workers = getattr(config.option, "numprocesses", None)
+    if isinstance(workers, int) and workers > 1 and config.option.dist != "no":
+        os.environ["OMP_NUM_THREADS"] = "1"
+
+
 CONFIG_DIR = ROOT / "configs"
 
 

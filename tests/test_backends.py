@@ -316,6 +316,7 @@ def test_every_cpu_combination_through_serving(backend, precision, quantized, pa
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("serving")  # one local Ray at a time: with the serving tests' worker
 def test_a_served_openvino_int8_request(quantized, tmp_path):
     from deploy.python.backends import create_predictor
 

@@ -58,6 +58,10 @@ from deploy.visual import palette_png
 
 from .conftest import ROOT
 
+# One worker runs every test of the session's server (this module and test_serving_page.py
+# share it) under pytest-xdist: one server, one local Ray, not one per worker.
+pytestmark = pytest.mark.xdist_group("serving")
+
 SERVER = ROOT / "deploy" / "serving" / "server.py"
 MAX_BYTES = 1_000_000
 TIMEOUT_S = 5.0

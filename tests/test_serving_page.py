@@ -20,6 +20,10 @@ import pytest
 from . import test_serving
 from .conftest import ROOT
 
+# One worker runs every test of the session's server (this module and test_serving.py share
+# it) under pytest-xdist: one server, one local Ray, not one per worker.
+pytestmark = pytest.mark.xdist_group("serving")
+
 # The session's server (tests/test_serving.py: server.py on a local Ray, an export of the quick
 # start's Cityscapes-layout config with its 19 class names),
 # shared with the API tests rather than started a second time.

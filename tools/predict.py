@@ -66,8 +66,10 @@ def main(argv=None) -> None:
     )
     protocol = EvalProtocol.from_dict(eval_kwargs(args, builder.test_config()))
     images = list_images(args.image_path)
-    predict(model, builder.val_transforms, images, args.save_dir, palette, protocol,
-            config_class_names(builder.config.dic), args.legend)  # fmt: skip
+    predict(
+        model, builder.val_transforms, images, args.save_dir, palette, protocol,
+        config_class_names(builder.config.dic), args.legend, cpu_threads=args.cpu_threads,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from paddle_stdc.engine.cli import add_verbose_arg, set_device, setup_logging
+from paddle_stdc.engine.cli import add_cpu_threads_arg, add_verbose_arg, set_device, setup_logging
 from paddle_stdc.quickstart import DEFAULT_CONFIG, run_quickstart
 
 logger = logging.getLogger("paddle_stdc")
@@ -22,10 +22,13 @@ def main(argv=None) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--opts", nargs="+", default=None, metavar="KEY=VALUE")
     add_verbose_arg(p)
+    add_cpu_threads_arg(p)
     args = p.parse_args(argv)
     setup_logging(verbose=args.verbose)
     set_device(args.device)
-    out = run_quickstart(args.config, args.data_root, args.save_dir, opts=args.opts)
+    out = run_quickstart(
+        args.config, args.data_root, args.save_dir, opts=args.opts, cpu_threads=args.cpu_threads
+    )
     res = out.eval_result
     print(
         f"\nQuick start done: mIoU {res.miou:.4f} ({res.protocol}), pixel acc {res.acc:.4f}, "

@@ -11,7 +11,13 @@ from __future__ import annotations
 import argparse
 import logging
 
-from paddle_stdc.engine.cli import add_common_args, opts_list, set_device, setup_logging
+from paddle_stdc.engine.cli import (
+    add_common_args,
+    add_cpu_threads_arg,
+    opts_list,
+    set_device,
+    setup_logging,
+)
 from paddle_stdc.engine.config import Builder, load_config
 from paddle_stdc.engine.runtime import ProfilerOptions, ProfilerOptionsError
 from paddle_stdc.engine.trainer import TrainOptions, train
@@ -31,6 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--save_interval", type=int, default=1000)
     p.add_argument("--log_iters", type=int, default=10)
     p.add_argument("--num_workers", type=int, default=0)
+    add_cpu_threads_arg(p)
     p.add_argument("--do_eval", action="store_true", help="evaluate at every save")
     p.add_argument("--use_vdl", action="store_true", help="log to VisualDL in save_dir")
     p.add_argument("--resume_model", default=None, help="a save_dir/iter_N folder")
@@ -93,6 +100,7 @@ def main(argv=None) -> None:
         amp_level=args.amp_level,
         use_ema=args.use_ema,
         profiler_options=args.profiler_options,
+        cpu_threads=args.cpu_threads,
     )
     try:
         train(builder, options)

@@ -40,6 +40,7 @@ def main(argv=None) -> None:
         dataset,
         num_workers=args.num_workers,
         precision=args.precision,
+        cpu_threads=args.cpu_threads,
         **eval_kwargs(args, builder.test_config()),
     )
     log_eval_result(result, config_class_names(builder.config.dic))

@@ -14,10 +14,12 @@ survives worker transport); :func:`raise_if_failed` turns a batch carrying it ba
 
 from __future__ import annotations
 
-import traceback
+import os
 import random
+import traceback
 from typing import Any, Dict, Iterator, List, Tuple
 
+import cv2
 import numpy as np
 import paddle
 from paddle.io.dataloader.collate import default_collate_fn
@@ -25,6 +27,16 @@ from paddle.io.dataloader.collate import default_collate_fn
 from paddle_stdc.data.datasets import DataError
 
 ERROR_KEY = "_load_error"
+
+
+def single_thread_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: one thread for Paddle, OpenMP and OpenCV in a loader
+    worker process, so that N workers do not each run the main process's thread count
+    (the main process counts its workers, see
+    :func:`paddle_stdc.engine.runtime.plan_cpu_threads`)."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    paddle.base.core.set_num_threads(1)
+    cv2.setNumThreads(1)
 
 
 def error_record(err: BaseException) -> Dict[str, np.ndarray]:
@@ -169,6 +181,7 @@ def build_train_loader(
         num_workers=num_workers,
         return_list=True,
         collate_fn=collate_or_error,
+        worker_init_fn=single_thread_worker if num_workers > 0 else None,
     )
 
 
@@ -198,7 +211,7 @@ def val_samples(
     subset = dataset if len(indices) == len(dataset) else paddle.io.Subset(dataset, indices)
     loader = paddle.io.DataLoader(
         CapturingDataset(subset), batch_size=1, shuffle=False, num_workers=num_workers,
-        return_list=True, collate_fn=collate_or_error,
+        return_list=True, collate_fn=collate_or_error, worker_init_fn=single_thread_worker,
     )  # fmt: skip
     for index, data in zip(indices, loader):
         data = raise_if_failed(data)

@@ -85,13 +85,36 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     add_verbose_arg(parser)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a usage error names the flag otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_cpu_threads_arg(parser: argparse.ArgumentParser) -> None:
+    """``--cpu_threads N``: compute threads on CPU (default: every core this process may use,
+    its CPU affinity and cgroup quota, less the data-loader workers; or OMP_NUM_THREADS)."""
+    parser.add_argument(
+        "--cpu_threads", type=positive_int, default=None, metavar="N",
+        help="compute threads on CPU (default: OMP_NUM_THREADS if set, else the cores this "
+        "process may use (CPU affinity, cgroup quota) less --num_workers)",
+    )  # fmt: skip
+
+
 def add_trained_model_args(
     parser: argparse.ArgumentParser, aug_flags: Sequence[str] = ("--aug_eval",)
 ) -> None:
-    """The flags of tools that run a trained model: common ones, --model_path, evaluation
+    """The flags of tools that run a trained model: common ones, --model_path, --cpu_threads,
+    evaluation
     (``aug_flags``: the spellings of PaddleSeg's augmentation switch, e.g. ``--aug_pred``)."""
     add_common_args(parser)
     parser.add_argument("--model_path", required=True, help="model.pdparams (path or URL)")
+    add_cpu_threads_arg(parser)
     add_eval_args(parser, aug_flags)
 
 

@@ -24,7 +24,7 @@ from paddle_stdc.data.loading import val_samples
 from paddle_stdc.engine.inference import EvalProtocol, infer_logits
 from paddle_stdc.engine.logging import format_eta
 from paddle_stdc.engine.metrics import SegMetrics, confusion_matrix
-from paddle_stdc.engine.runtime import AmpSettings
+from paddle_stdc.engine.runtime import AmpSettings, configure_cpu_threads
 
 _LOGGER_NAME = "paddle_stdc"
 
@@ -92,6 +92,7 @@ def evaluate(
     precision: str = "fp32",
     num_workers: int = 0,
     num_vis: int = 0,
+    cpu_threads: Optional[int] = None,
     print_detail: bool = True,
     logger: Optional[logging.Logger] = None,
     **protocol_options: Any,
@@ -102,7 +103,9 @@ def evaluate(
     keys plus ``eval_scale`` (0.5/0.75 = the paper's Seg50/Seg75); see
     :func:`paddle_stdc.engine.inference.infer_logits`.
     ``num_classes``/``ignore_index`` default to the dataset's attributes. The model runs in
-    eval mode without gradients; its train/eval mode is restored afterwards.
+    eval mode without gradients; its train/eval mode is restored afterwards. On CPU it runs
+    ``cpu_threads`` threads (default: the cores the process may use, less ``num_workers``;
+    :func:`~paddle_stdc.engine.runtime.configure_cpu_threads`).
     """
     log = logger or logging.getLogger(_LOGGER_NAME)
     protocol = EvalProtocol(**protocol_options)  # TypeError names a misspelled option
@@ -114,6 +117,7 @@ def evaluate(
         ignore_index = getattr(dataset, "ignore_index", 255)
     label_text = protocol.describe()
     amp = AmpSettings.create(precision, training=False, log=log)  # validates first
+    configure_cpu_threads(cpu_threads, num_workers, log=log)
 
     indices, rank, world = _shard(len(dataset))
     total = len(indices)

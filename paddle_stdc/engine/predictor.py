@@ -28,6 +28,7 @@ from deploy.images import list_images, output_names  # noqa: F401  (list_images:
 from deploy.visual import with_legend
 from paddle_stdc.data.datasets import load_model_input
 from paddle_stdc.engine.inference import EvalProtocol, infer_logits
+from paddle_stdc.engine.runtime import configure_cpu_threads
 from paddle_stdc.utils.visualize import colorize, overlay
 
 logger = logging.getLogger("paddle_stdc")
@@ -82,11 +83,14 @@ def predict(
     protocol: Optional[EvalProtocol] = None,
     class_names: Optional[Sequence[str]] = None,
     legend: bool = False,
+    cpu_threads: Optional[int] = None,
 ) -> List[Path]:
     """Predict every image and write its masks under ``save_dir``; returns the PNG paths.
 
     Output names come from :func:`deploy.images.output_names` (subfolders kept, distinct).
+    On CPU it runs ``cpu_threads`` threads (default: the cores the process may use).
     """
+    configure_cpu_threads(cpu_threads)
     model.eval()
     compose = Compose(list(transforms))
     save_dir = Path(save_dir)

@@ -1,5 +1,5 @@
-"""Device, distributed and mixed-precision settings of a run; the EMA of the weights
-(``--use_ema``) and the operator profiler (``--profiler_options``)."""
+"""Device, CPU-thread, distributed and mixed-precision settings of a run; the EMA of the
+weights (``--use_ema``) and the operator profiler (``--profiler_options``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import copy
 import hashlib
 import io
 import logging
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ContextManager, Optional, Tuple
+from typing import ContextManager, Mapping, Optional, Tuple
 
 import paddle
 import paddle.nn as nn
@@ -22,6 +24,230 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 
 def on_gpu() -> bool:
     return paddle.get_device().startswith("gpu")
+
+
+# ------------------------------------------------------------------------- CPU threads
+#
+# Paddle's dygraph CPU kernels (oneDNN, MKL, OpenMP) run on one thread unless told otherwise:
+# ``import paddle`` sets OMP_NUM_THREADS=1 when it is unset. A run on CPU uses the cores the
+# process may run on instead -- its CPU affinity, capped by its cgroup's CPU quota (rounded
+# up, as Go's runtime does) -- unless ``--cpu_threads`` (``cpu_threads=``) or the user's
+# OMP_NUM_THREADS say otherwise. Rule for data-loader worker processes: each runs with one
+# thread (:func:`paddle_stdc.data.loading.single_thread_worker`) and the compute threads are
+# the cores left, ``max(1, cores // processes - workers)``; so the process tree never runs
+# more busy threads than cores. ``paddle.base.core.set_num_threads`` takes effect when it
+# is called, also after the first operators, so the environment need not be set before
+# ``import paddle`` (measured: the busy OS threads of a conv loop go from 1 to 2; see
+# tests/test_cpu_threads.py). Lowering the count after multi-threaded kernels ran does not
+# reliably take effect (a second thread kept ~half of the work), so train(), evaluate() and
+# predict() set it first, and the evaluation inside training keeps the training's count.
+
+
+@dataclass(frozen=True)
+class CpuThreads:
+    """How many compute threads a CPU run uses, and what decided it (for the log line)."""
+
+    threads: int
+    affinity: int
+    quota: Optional[float]
+    env: Optional[str]
+    flag: Optional[int]
+    workers: int = 0
+    processes: int = 1
+
+    def describe(self) -> str:
+        """One log line, e.g. ``CPU: 2 threads (affinity 2, cgroup quota none;
+        OMP_NUM_THREADS unset; 0 loader workers)``."""
+        quota = "none" if self.quota is None else f"{self.quota:g} CPUs"
+        env = "OMP_NUM_THREADS unset" if self.env is None else f"OMP_NUM_THREADS={self.env}"
+        if self.flag is not None:
+            why = "from --cpu_threads; "
+        elif _positive_int(self.env) is not None:
+            why = "from OMP_NUM_THREADS; "
+        else:
+            why = ""
+        procs = f", {self.processes} processes" if self.processes > 1 else ""
+        facts = (
+            f"affinity {self.affinity}, cgroup quota {quota}; {env}; "
+            f"{self.workers} loader workers{procs}"
+        )
+        plural = "thread" if self.threads == 1 else "threads"
+        return f"CPU: {self.threads} {plural} ({why}{facts})"
+
+
+def _positive_int(text: Optional[str]) -> Optional[int]:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def parse_cpu_quota(
+    cpu_max: Optional[str] = None,
+    cfs_quota_us: Optional[str] = None,
+    cfs_period_us: Optional[str] = None,
+) -> Optional[float]:
+    """CPUs a cgroup quota allows, from cgroup v2's ``cpu.max`` text (``"200000 100000"``,
+    ``"max 100000"``) or v1's ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (quota ``-1``:
+    none); None when there is no quota or the text is not one."""
+    if cpu_max is not None:
+        parts = cpu_max.split()
+        if len(parts) == 2 and parts[0] != "max":
+            quota, period = _positive_int(parts[0]), _positive_int(parts[1])
+            if quota and period:
+                return quota / period
+        return None
+    quota, period = _positive_int(cfs_quota_us), _positive_int(cfs_period_us)
+    return quota / period if quota and period else None
+
+
+def plan_cpu_threads(
+    affinity: int,
+    quota: Optional[float] = None,
+    env: Optional[str] = None,
+    flag: Optional[int] = None,
+    workers: int = 0,
+    processes: int = 1,
+) -> CpuThreads:
+    """The compute threads of one process (pure: the facts in, the decision out).
+
+    ``flag`` (``--cpu_threads``, > 0) wins, then ``env`` (the user's OMP_NUM_THREADS, a
+    positive integer), else the cores this process may use -- ``min(affinity,
+    ceil(quota))`` shared by ``processes`` -- minus one per data-loader ``worker``, at least 1.
+    """
+    if flag is not None and flag < 1:
+        raise ValueError(f"--cpu_threads must be a positive integer, got {flag}")
+    cores = max(1, affinity)
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota)))
+    if flag is not None:
+        threads = flag
+    elif _positive_int(env) is not None:
+        threads = _positive_int(env)
+    else:
+        threads = max(1, cores // max(1, processes) - max(0, workers))
+    return CpuThreads(threads, affinity, quota, env, flag, max(0, workers), max(1, processes))
+
+
+def _read(path: Path) -> Optional[str]:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _ancestors(path: str) -> list:
+    """``a/b/c`` -> ``["a/b/c", "a/b", "a", ""]`` (a cgroup and the ones above it)."""
+    parts = [p for p in path.split("/") if p]
+    return ["/".join(parts[:i]) for i in range(len(parts), -1, -1)]
+
+
+def _min_quota(quotas: list) -> Optional[float]:
+    found = [q for q in quotas if q is not None]
+    return min(found) if found else None
+
+
+def cgroup_cpu_quota(
+    root: str = "/sys/fs/cgroup", proc_cgroup: Optional[str] = None
+) -> Optional[float]:
+    """This process's cgroup CPU quota in CPUs (None: no quota, or no cgroup files).
+
+    Reads cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us`` of the
+    process's cgroup (from ``/proc/self/cgroup``, or ``proc_cgroup`` text) and of every cgroup
+    above it under ``root`` (the tightest quota wins; a container sees its own cgroup at the
+    mount's top).
+    """
+    if proc_cgroup is None:
+        proc_cgroup = _read(Path("/proc/self/cgroup")) or ""
+    base = Path(root)
+    v1_path = v2_path = ""
+    for line in proc_cgroup.splitlines():
+        hier, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hier == "0" and controllers == "":
+            v2_path = path
+        elif "cpu" in controllers.split(","):
+            v1_path = path
+    for mount in (base, base / "unified"):
+        texts = [_read(mount / cg / "cpu.max") for cg in _ancestors(v2_path)]
+        if any(t is not None for t in texts):
+            return _min_quota([parse_cpu_quota(cpu_max=t) for t in texts if t is not None])
+    for mount in (base / "cpu", base / "cpu,cpuacct", base / "cpuacct,cpu"):
+        quotas = [
+            parse_cpu_quota(None, quota, _read(mount / cg / "cpu.cfs_period_us"))
+            for cg in _ancestors(v1_path)
+            if (quota := _read(mount / cg / "cpu.cfs_quota_us")) is not None
+        ]
+        if quotas:
+            return _min_quota(quotas)
+    return None
+
+
+def user_omp_num_threads(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """OMP_NUM_THREADS as the user set it, not the ``1`` that ``import paddle`` writes when it
+    is unset: the value before that import (see :mod:`paddle_stdc._startup`), or, when Paddle
+    was imported first, the environment the process started with (``/proc/self/environ``)."""
+    if environ is not None:
+        return environ.get("OMP_NUM_THREADS")
+    from paddle_stdc import _startup
+
+    if not _startup.PADDLE_IMPORTED_FIRST:
+        return _startup.OMP_NUM_THREADS
+    initial = _read_bytes("/proc/self/environ")
+    if initial is None:
+        return os.environ.get("OMP_NUM_THREADS")
+    for item in initial.split(b"\0"):
+        key, _, value = item.partition(b"=")
+        if key == b"OMP_NUM_THREADS":
+            return value.decode(errors="replace")
+    return None
+
+
+def _read_bytes(path: str) -> Optional[bytes]:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
+
+
+def _affinity() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+_applied: dict = {}
+
+
+def configure_cpu_threads(
+    cpu_threads: Optional[int] = None,
+    num_workers: int = 0,
+    processes: int = 1,
+    log: Optional[logging.Logger] = None,
+) -> Optional[CpuThreads]:
+    """Give Paddle's CPU kernels the threads :func:`plan_cpu_threads` decides for this process
+    (its affinity, cgroup quota, the user's OMP_NUM_THREADS, ``cpu_threads``, loader workers)
+    and log the decision when the count changes. No-op on GPU (returns None)."""
+    if on_gpu():
+        return None
+    plan = plan_cpu_threads(
+        _affinity(), cgroup_cpu_quota(), user_omp_num_threads(), cpu_threads, num_workers,
+        processes,
+    )  # fmt: skip
+    paddle.base.core.set_num_threads(plan.threads)
+    previous = _applied.get("plan")
+    if previous is None or previous.threads != plan.threads:
+        (log or logger).info(plan.describe())
+    _applied["plan"] = plan
+    return plan
+
+
+def applied_cpu_threads() -> Optional[int]:
+    """The thread count :func:`configure_cpu_threads` last gave Paddle (None: never called)."""
+    plan = _applied.get("plan")
+    return plan.threads if plan is not None else None
 
 
 @dataclass

@@ -45,6 +45,8 @@ from paddle_stdc.engine.runtime import (
     ProfilerOptions,
     ProfilerOptionsError,
     TrainProfiler,
+    applied_cpu_threads,
+    configure_cpu_threads,
     dist_info,
     fingerprint,
     sync_buffers,
@@ -74,6 +76,9 @@ class TrainOptions:
     eval_kwargs: Dict[str, Any] = field(default_factory=dict)
     use_ema: bool = False
     profiler_options: Optional[str] = None
+    #: compute threads on CPU (None: the cores this process may use, less loader workers;
+    #: see :func:`paddle_stdc.engine.runtime.plan_cpu_threads`)
+    cpu_threads: Optional[int] = None
 
     @classmethod
     def from_config(cls, cfg: Any, **overrides: Any) -> TrainOptions:
@@ -204,6 +209,7 @@ def _evaluate(model: nn.Layer, val_dataset, options: TrainOptions, num_vis: int)
         num_workers=min(options.num_workers, 1),
         num_vis=num_vis,
         precision=options.precision,
+        cpu_threads=applied_cpu_threads(),  # keep the training's threads
         **options.eval_kwargs,
     )
 
@@ -264,6 +270,7 @@ def train(builder: Builder, options: TrainOptions) -> TrainResult:
     validate_config(builder.config)
     if options.profiler_options is not None:
         ProfilerOptions.parse(options.profiler_options)  # fail before building anything
+    configure_cpu_threads(options.cpu_threads, options.num_workers, info.world_size)
     model = builder.model
     check_loss_count(model, builder.loss)
     amp = AmpSettings.create(options.precision, options.amp_level)
