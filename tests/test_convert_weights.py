@@ -273,7 +273,11 @@ def test_mmseg_final_conv_is_the_classifier_only_in_imagenet_files(tmp_path):
         _convert(tmp_path, seg, "mmseg")
 
 
-@pytest.mark.parametrize("depth", [18, 50])
+#: ResNet-50 cases take seconds: slow tier
+R50_SLOW = pytest.param(50, marks=pytest.mark.slow)
+
+
+@pytest.mark.parametrize("depth", [18, R50_SLOW])
 def test_mmseg_resnet_v1c_imagenet(tmp_path, depth):
     spec = L.mmseg_resnet_v1c(depth, fc=True)
     src, out, report = _convert(tmp_path, spec, "mmseg")
@@ -283,7 +287,7 @@ def test_mmseg_resnet_v1c_imagenet(tmp_path, depth):
     _same(out, "layer2.0.downsample.1._mean", src, "layer2.0.downsample.1.running_mean")
 
 
-@pytest.mark.parametrize("depth", [18, 50])
+@pytest.mark.parametrize("depth", [18, R50_SLOW])
 def test_plain_stem_resnet_imagenet(tmp_path, depth):
     spec = L.mmseg_resnet_v1c(depth, fc=True, deep_stem=False)  # torchvision's names
     src, out, report = _convert(tmp_path, spec, "mmseg", target=f"ResNet{depth}")
@@ -293,7 +297,9 @@ def test_plain_stem_resnet_imagenet(tmp_path, depth):
     assert load_state(paddle_stdc.create_model(f"ResNet{depth}"), out, strict=True).exact
 
 
-@pytest.mark.parametrize("depth,deep_stem", [(18, False), (50, False), (18, True)])
+@pytest.mark.parametrize(
+    "depth,deep_stem", [(18, False), pytest.param(50, False, marks=pytest.mark.slow), (18, True)]
+)
 def test_mmseg_bisenetv1_converts_exactly_for_the_conv_bn_ffm(tmp_path, depth, deep_stem):
     spec = L.mmseg_bisenetv1(depth, deep_stem=deep_stem)
     src, out, report = _convert(tmp_path, spec, "mmseg")

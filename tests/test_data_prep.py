@@ -268,6 +268,7 @@ def test_prepare_voc_aug_writes_pngs_and_lists(tmp_path):
     assert sorted(Path(img).stem for img, _ in ds.file_list) == EXPECTED
 
 
+@pytest.mark.slow
 def test_prepare_voc_aug_tool_and_missing_inputs(tmp_path):
     voc_root, sbd_root = _make_voc_sbd(tmp_path)
     proc = _tool("prepare_voc_aug.py", "--voc_root", str(voc_root), "--sbd_root", str(sbd_root))

@@ -192,6 +192,7 @@ def test_deployed_masks_equal_evaluation(config, scale, add_resize, tmp_path, sy
     assert differ <= pixels * 1e-3
 
 
+@pytest.mark.slow
 def test_eval_scale_changes_the_graph(tmp_path):
     """Seg50 really runs at half resolution: its masks differ from full resolution's."""
     paddle.seed(0)
@@ -221,6 +222,7 @@ def test_onnx_runtime_gives_the_same_masks_with_eval_scale_and_resize(tmp_path):
     assert (a == b).mean() >= 0.999
 
 
+@pytest.mark.slow
 def test_fixed_shape_export_names_both_shapes(tmp_path):
     paddle.seed(0)
     model = paddle_stdc.create_model("bisenetv2", num_classes=3)

@@ -103,6 +103,7 @@ def test_onnx_that_disagrees_with_paddle_is_refused(tmp_path, monkeypatch):
     assert load_deploy_config(tmp_path / "new").get("onnx") is None
 
 
+@pytest.mark.slow
 def test_softmax_output_and_fixed_shape(tmp_path):
     paddle.seed(0)
     model = paddle_stdc.create_model("stdc1_seg", num_classes=3)
