@@ -30,13 +30,14 @@ ERROR_KEY = "_load_error"
 
 
 def single_thread_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: one thread for Paddle, OpenMP and OpenCV in a loader
-    worker process, so that N workers do not each run the main process's thread count
-    (the main process counts its workers, see
-    :func:`paddle_stdc.engine.runtime.plan_cpu_threads`)."""
+    """DataLoader ``worker_init_fn``: one thread for Paddle and OpenMP in a loader worker
+    process, so that N workers do not each run the main process's thread count (the main
+    process counts its workers, see :func:`paddle_stdc.engine.runtime.plan_cpu_threads`).
+
+    OpenCV's thread count is left alone: ``cv2.setNumThreads`` in a forked child whose parent
+    had started OpenCV's pool can deadlock (it hung the test suite here)."""
     os.environ["OMP_NUM_THREADS"] = "1"
     paddle.base.core.set_num_threads(1)
-    cv2.setNumThreads(1)
 
 
 def error_record(err: BaseException) -> Dict[str, np.ndarray]:
