@@ -291,8 +291,7 @@ def read_deploy(export_dir: PathLike) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------------- classes
 
 #: Names of the two datasets whose exports before version 3 can be recognised by their
-#: source config's file name (the same lists as ``paddle_stdc.data.palettes``, which deploy
-#: does not import).
+#: source config's file name; ``paddle_stdc.data.palettes`` uses these same tuples.
 CITYSCAPES_CLASSES = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
     "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",

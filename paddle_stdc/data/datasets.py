@@ -124,7 +124,7 @@ def check_pair(
         )
     bad = bad_label_values(label, num_classes, ignore_index)
     if bad:
-        shown = ", ".join(map(str, bad[:8])) + (" ..." if len(bad) > 8 else "")
+        shown = shown_values(bad)
         raise DataError(
             f"label file {label_path} has values {shown} outside [0, {num_classes}) and "
             f"ignore_index {ignore_index}: fix num_classes, map those values to "
@@ -150,6 +150,11 @@ def check_label_fill(transforms: Any, num_classes: int, ignore_index: int, where
             )
 
 
+def shown_values(values: Sequence[int], most: int = 8) -> str:
+    """``values`` for an error message: the first ``most``, then "..." if there are more."""
+    return ", ".join(map(str, values[:most])) + (" ..." if len(values) > most else "")
+
+
 def check_transformed_label(
     label: np.ndarray, label_path: str, num_classes: int, ignore_index: int
 ) -> None:
@@ -157,7 +162,7 @@ def check_transformed_label(
     {ignore_index}`` into a label (the file itself was checked when read)."""
     bad = bad_label_values(label, num_classes, ignore_index)
     if bad:
-        shown = ", ".join(map(str, bad[:8])) + (" ..." if len(bad) > 8 else "")
+        shown = shown_values(bad)
         raise DataError(
             f"label file {label_path}: after the transforms its label has values {shown}, "
             f"outside [0, {num_classes}) and ignore_index {ignore_index} (the file has none: "

@@ -24,7 +24,7 @@ import numpy as np
 import paddle
 from paddle.io.dataloader.collate import default_collate_fn
 
-from paddle_stdc.data.datasets import DataError
+from paddle_stdc.data.datasets import DataError, shown_values
 
 ERROR_KEY = "_load_error"
 
@@ -76,7 +76,7 @@ def check_batch_labels(labels: Any, num_classes: int, ignore_index: int, where: 
         present = np.unique(array)
     bad = [int(v) for v in present if not (0 <= v < num_classes or v == ignore_index)]
     if bad:
-        shown = ", ".join(map(str, bad[:8])) + (" ..." if len(bad) > 8 else "")
+        shown = shown_values(bad)
         raise DataError(
             f"{where}: label values {shown} outside [0, {num_classes}) and ignore_index "
             f"{ignore_index} (the dataset does not say which file; check num_classes, "

@@ -22,6 +22,8 @@ from typing import Any, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from deploy.schema import CITYSCAPES_CLASSES, VOC_CLASSES  # noqa: F401  (re-exported)
+
 #: Official Cityscapes colours of the 19 train ids (cityscapesscripts' labels table).
 CITYSCAPES_PALETTE = np.array(
     [
@@ -33,17 +35,7 @@ CITYSCAPES_PALETTE = np.array(
     dtype=np.uint8,
 )  # fmt: skip
 
-CITYSCAPES_CLASSES = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-    "motorcycle", "bicycle",
-)  # fmt: skip
-
-VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-    "sheep", "sofa", "train", "tvmonitor",
-)  # fmt: skip
+# The class names live in deploy's schema (deploy never imports paddle_stdc; the reverse is fine).
 
 
 def voc_palette(num_classes: int = 256) -> np.ndarray:
