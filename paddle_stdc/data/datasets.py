@@ -108,6 +108,8 @@ def bad_label_values(label: np.ndarray, num_classes: int, ignore_index: int) -> 
     """Label values outside ``[0, num_classes) ∪ {ignore_index}`` (sorted)."""
     if label.dtype == np.uint8:
         present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
+    elif label.size and label.min() >= 0 and label.max() < num_classes:
+        return []  # the common case, without sorting every value
     else:
         present = np.unique(label)
     return [int(v) for v in present if not (0 <= v < num_classes or v == ignore_index)]

@@ -24,7 +24,7 @@ import numpy as np
 import paddle
 from paddle.io.dataloader.collate import default_collate_fn
 
-from paddle_stdc.data.datasets import DataError, shown_values
+from paddle_stdc.data.datasets import DataError, bad_label_values, shown_values
 
 ERROR_KEY = "_load_error"
 
@@ -67,14 +67,7 @@ def check_batch_labels(labels: Any, num_classes: int, ignore_index: int, where: 
     the uint8 labels, about 6 ms for 4 x 1024 x 512 on one CPU core.
     """
     array = labels.numpy() if hasattr(labels, "numpy") else np.asarray(labels)
-    if array.dtype == np.uint8:
-        present = np.flatnonzero(np.bincount(array.ravel(), minlength=256))
-    else:
-        lo, hi = array.min(), array.max()
-        if lo >= 0 and hi < num_classes:
-            return
-        present = np.unique(array)
-    bad = [int(v) for v in present if not (0 <= v < num_classes or v == ignore_index)]
+    bad = bad_label_values(array, num_classes, ignore_index)
     if bad:
         shown = shown_values(bad)
         raise DataError(
