@@ -9,6 +9,7 @@ more than N busy threads. Tests sharing one server are grouped: ``xdist_group("s
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -98,3 +99,16 @@ def own_root(tmp_path, synthetic_root) -> Path:
     root = tmp_path / "data"
     shutil.copytree(synthetic_root, root)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _restore_paddle_stdc_logger():
+    """A tool's main() run in-process (``setup_logging``) points the ``paddle_stdc`` logger at
+    that test's captured stdout and stops propagation; later tests' ``caplog`` would see
+    nothing and the handler would write to a closed file. Restore it after every test."""
+    log = logging.getLogger("paddle_stdc")
+    saved = (list(log.handlers), log.propagate, log.level)
+    yield
+    log.handlers[:] = saved[0]
+    log.propagate = saved[1]
+    log.setLevel(saved[2])
